@@ -1,0 +1,31 @@
+"""The narrow interfaces between ingestion, the store and queries."""
+
+from vigil.storage.interface import (
+    Appendable,
+    Appender,
+    AppendError,
+    CommitStats,
+    DuplicateSampleError,
+    OutOfBoundsError,
+    OutOfOrderSampleError,
+    Queryable,
+    Querier,
+    SelectHints,
+    SeriesData,
+    SeriesRef,
+)
+
+__all__ = [
+    "AppendError",
+    "Appendable",
+    "Appender",
+    "CommitStats",
+    "DuplicateSampleError",
+    "OutOfBoundsError",
+    "OutOfOrderSampleError",
+    "Querier",
+    "Queryable",
+    "SelectHints",
+    "SeriesData",
+    "SeriesRef",
+]

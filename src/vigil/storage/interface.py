@@ -1,0 +1,149 @@
+"""Appender and Querier: the only way subsystems write to and read from a store.
+
+Contracts shared by every implementation:
+
+- Timestamps are int milliseconds since the Unix epoch; values are float64.
+- Time bounds (`mint`, `maxt`) are inclusive on both ends.
+- A staleness marker is `vigil.model.STALE_NAN` and is stored and returned like any
+  other value; queriers do not filter it out (the PromQL engine needs to see it).
+- Series returned by a querier are sorted by labels, each with timestamps strictly
+  ascending and no duplicates. The arrays belong to the caller only for reading: an
+  implementation may hand out views of its own buffers, so never write into them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from vigil.model.labels import Labels
+from vigil.model.matchers import Matcher
+
+SeriesRef = int
+"""Opaque, store-assigned id of a series; stable for the life of the process."""
+
+
+class AppendError(ValueError):
+    """A sample the store refuses. Subclasses say why."""
+
+
+class OutOfOrderSampleError(AppendError):
+    """Older than the series' newest sample and outside the out-of-order window."""
+
+
+class DuplicateSampleError(AppendError):
+    """Same timestamp as a stored sample but a different value."""
+
+
+class OutOfBoundsError(AppendError):
+    """Too old for the head and no longer writable (outside every writable window)."""
+
+
+@dataclass(slots=True)
+class CommitStats:
+    """What a commit did with the samples it was given."""
+
+    appended: int = 0
+    out_of_order: int = 0
+    duplicate: int = 0
+    out_of_bounds: int = 0
+    new_series: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return self.out_of_order + self.duplicate + self.out_of_bounds
+
+
+@dataclass(slots=True)
+class SeriesData:
+    """One series' samples in a time range, as contiguous numpy arrays."""
+
+    labels: Labels
+    timestamps: np.ndarray  # int64 ms, strictly ascending
+    values: np.ndarray  # float64, same length
+
+
+@dataclass(frozen=True, slots=True)
+class SelectHints:
+    """What the caller will do with the data; an implementation may use it to prune."""
+
+    start: int = 0
+    end: int = 0
+    step: int = 0
+    func: str = ""
+    range_ms: int = 0
+    by: bool = False
+    grouping: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Appender(Protocol):
+    """A transaction of appends: nothing is visible to queriers before `commit`.
+
+    Not thread-safe: one appender belongs to one thread. Errors about individual
+    samples (out of order, duplicate) are counted in the `CommitStats` returned by
+    `commit`, not raised, so one bad sample never fails a whole scrape or request.
+    """
+
+    def series_ref(self, labels: Labels) -> SeriesRef:
+        """Id for `labels`, creating the series if new. Cache it for `append_refs`."""
+        ...
+
+    def append(self, labels: Labels, t: int, v: float) -> SeriesRef:
+        """Add one sample; returns the series' ref."""
+        ...
+
+    def append_refs(self, refs: np.ndarray, ts: np.ndarray, vs: np.ndarray) -> None:
+        """Add many samples at once: int64 refs, int64 ms timestamps, float64 values."""
+        ...
+
+    def commit(self) -> CommitStats:
+        """Make the samples durable (per the WAL's fsync policy) and visible."""
+        ...
+
+    def rollback(self) -> None:
+        """Drop everything appended since the last commit."""
+        ...
+
+
+@runtime_checkable
+class Appendable(Protocol):
+    def appender(self) -> Appender: ...
+
+
+class Querier(Protocol):
+    """Reads series over a fixed time range [mint, maxt]. Close it when done."""
+
+    def select(
+        self,
+        matchers: Sequence[Matcher],
+        mint: int,
+        maxt: int,
+        hints: SelectHints | None = None,
+    ) -> list[SeriesData]:
+        """Series matching every matcher with at least one sample in [mint, maxt],
+        sorted by labels, holding only the samples in [mint, maxt]."""
+        ...
+
+    def label_names(self, matchers: Sequence[Matcher] = (), mint: int = 0, maxt: int = 0) -> list[str]:
+        """Sorted label names of series matching `matchers` (all series when empty)."""
+        ...
+
+    def label_values(
+        self, name: str, matchers: Sequence[Matcher] = (), mint: int = 0, maxt: int = 0
+    ) -> list[str]:
+        """Sorted values of label `name` among series matching `matchers`."""
+        ...
+
+    def series(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[Labels]:
+        """Label sets of matching series with samples in [mint, maxt], without samples."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Queryable(Protocol):
+    def querier(self, mint: int, maxt: int) -> Querier: ...
