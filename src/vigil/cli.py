@@ -1,0 +1,128 @@
+"""The `vigil` command line. Commands only: each one hands off to a subsystem."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from vigil import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vigil")
+def main() -> None:
+    """Vigil: Prometheus-compatible metrics, PromQL and alerting in one process.
+
+    Start a server with `vigil up`; everything else checks, imports or tests.
+    """
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML config (Prometheus syntax plus a `vigil:` section). Default: built-in.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the store keeps its data. Default: ./data (or vigil.data_dir).")
+@click.option("--listen", metavar="HOST:PORT",
+              help="Address to serve HTTP on. Default: 127.0.0.1:9090 (loopback only).")
+@click.option("--retention-time", metavar="DURATION",
+              help="Delete data older than this, e.g. 15d, 90d, 1y. Default: 15d.")
+@click.option("--retention-size", metavar="SIZE",
+              help="Keep blocks under this total size, e.g. 10GB. Default: unlimited.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True)
+def up(
+    config_file: Path | None,
+    data_dir: Path | None,
+    listen: str | None,
+    retention_time: str | None,
+    retention_size: str | None,
+    log_level: str,
+) -> None:
+    """Start Vigil: scrape, store and serve until interrupted (Ctrl-C).
+
+    Reloads its config on SIGHUP or `POST /-/reload`.
+    """
+    from vigil.app import ServerOptions, run_server
+
+    opts = ServerOptions(
+        config_file=config_file,
+        data_dir=data_dir,
+        listen=listen,
+        retention_time=retention_time,
+        retention_size=retention_size,
+        log_level=log_level,
+    )
+    sys.exit(run_server(opts))
+
+
+@main.group()
+def check() -> None:
+    """Validate configs and expositions (promtool-compatible exit codes)."""
+
+
+@check.command("config")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def check_config(files: tuple[Path, ...]) -> None:
+    """Check Vigil/Prometheus config FILES; exit 1 if any is invalid."""
+    from vigil.config import ConfigError, load_config_file
+
+    failed = False
+    for path in files:
+        try:
+            loaded = load_config_file(path)
+        except ConfigError as exc:
+            failed = True
+            click.echo(f"FAILED: {exc}", err=True)
+            continue
+        except OSError as exc:
+            failed = True
+            click.echo(f"FAILED: {path}: {exc.strerror or exc}", err=True)
+            continue
+        for warning in loaded.warnings:
+            click.echo(f"  WARNING: {warning}", err=True)
+        click.echo(f"SUCCESS: {path} is valid Vigil/Prometheus config syntax")
+    sys.exit(1 if failed else 0)
+
+
+@check.command("metrics")
+@click.option("--format", "fmt", type=click.Choice(["prometheus", "openmetrics"]),
+              default="prometheus", show_default=True, help="Exposition format of stdin.")
+def check_metrics(fmt: str) -> None:
+    """Lint an exposition read from stdin.
+
+    Exit codes as promtool: 0 fine, 1 does not parse, 3 lint findings only.
+    """
+    from vigil.scrape.lint import check_metrics as lint
+
+    code, messages = lint(sys.stdin.buffer.read(), fmt)
+    for message in messages:
+        click.echo(message, err=True)
+    sys.exit(code)
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Data dir to write blocks into (no server may be running on it).")
+@click.option("--format", "fmt", type=click.Choice(["auto", "openmetrics", "prometheus"]),
+              default="auto", show_default=True)
+def import_(file: Path, data_dir: Path, fmt: str) -> None:
+    """Backfill FILE (OpenMetrics or Prometheus text with timestamps) into a data dir."""
+    from vigil.app import import_into_data_dir
+
+    sys.exit(import_into_data_dir(file, data_dir, fmt))
+
+
+@main.command("promqltest")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def promqltest(files: tuple[Path, ...]) -> None:
+    """Run Prometheus promqltest scripts against Vigil's engine."""
+    from vigil.promql.promqltest import main as run
+
+    sys.exit(run([str(f) for f in files]))
+
+
+if __name__ == "__main__":
+    main()
