@@ -1,0 +1,265 @@
+"""Aggregation operators (`sum by (job) (...)`, `topk`, `quantile`, ...).
+
+Series are grouped by their label signature once per query; reductions then run
+over [series, steps] arrays with grouped numpy reductions (`reduceat` over rows
+sorted by group). Selection aggregations (topk, bottomk, limitk, limit_ratio)
+return input series with a per-step presence mask.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vigil.model.labels import LABEL_NAME_RE, METRIC_NAME, Labels
+from vigil.promql.errors import ExecutionError
+from vigil.promql.eval_types import VectorBlock
+from vigil.promql.parser import ast
+from vigil.promql.range_functions import kahan_inc, quantile_sorted
+from vigil.promql.xxhash64 import labels_hash
+
+if TYPE_CHECKING:
+    from vigil.promql.evaluator import Evaluator
+
+# Sums of values this large lose precision without compensation; above it the
+# grouped sum switches to a Kahan loop over rows.
+_PLAIN_SUM_ABS = 1e15
+
+
+def group_key_fn(grouping: tuple[str, ...], without: bool):  # noqa: ANN201
+    names = frozenset(grouping)
+    if without:
+        drop = names | {METRIC_NAME}
+        return lambda lbls: Labels(p for p in lbls if p[0] not in drop)
+    return lambda lbls: Labels(p for p in lbls if p[0] in names)
+
+
+def _groups(block: VectorBlock, node: ast.AggregateExpr) -> tuple[list[Labels], np.ndarray]:
+    """Output label sets in first-seen order and the group index of every row."""
+    key = group_key_fn(node.grouping, node.without)
+    index: dict[Labels, int] = {}
+    gidx = np.empty(block.n_series, dtype=np.int64)
+    for i, lbls in enumerate(block.labels):
+        k = key(lbls)
+        g = index.get(k)
+        if g is None:
+            g = len(index)
+            index[k] = g
+        gidx[i] = g
+    return list(index), gidx
+
+
+def aggregate(ev: Evaluator, node: ast.AggregateExpr) -> VectorBlock:
+    op = node.op
+    param: np.ndarray | str | None = None
+    if node.param is not None:
+        param = ev.eval_string(node.param) if op == "count_values" else ev.eval_scalar(node.param)
+    block = ev.eval_vector(node.expr)
+    n_steps = ev.n_steps
+    if op in ("topk", "bottomk", "limitk", "limit_ratio"):
+        assert isinstance(param, np.ndarray)
+        return _select(op, block, node, param)
+    if op == "count_values":
+        assert isinstance(param, str)
+        return _count_values(block, node, param)
+    if block.n_series == 0:
+        return VectorBlock.empty(n_steps)
+    out_labels, gidx = _groups(block, node)
+    ng = len(out_labels)
+    order = np.argsort(gidx, kind="stable")
+    sg = gidx[order]
+    starts = np.flatnonzero(np.r_[True, sg[1:] != sg[:-1]])
+    vals = block.values[order]
+    pres = block.present[order]
+    count = np.add.reduceat(pres.astype(np.float64), starts, axis=0)
+    present = count > 0
+    drop = np.zeros(ng, dtype=bool)
+    np.logical_or.at(drop, gidx, block.drop_name)
+    with np.errstate(all="ignore"):
+        if op == "sum":
+            out = _grouped_sum(vals, pres, starts)
+        elif op == "avg":
+            out = _grouped_avg(vals, pres, starts, count)
+        elif op == "count":
+            out = count
+        elif op == "group":
+            out = np.ones_like(count)
+        elif op in ("max", "min"):
+            fill = np.where(pres, vals, np.nan)
+            fn = np.fmax if op == "max" else np.fmin
+            out = fn.reduceat(fill, starts, axis=0)
+        elif op in ("stddev", "stdvar"):
+            out = _grouped_var(vals, pres, starts, count)
+            if op == "stddev":
+                out = np.sqrt(out)
+        elif op == "quantile":
+            assert isinstance(param, np.ndarray)
+            out = _grouped_quantile(vals, pres, starts, param)
+        else:
+            raise ExecutionError(f"unknown aggregation operator {op!r}")
+    return VectorBlock(out_labels, drop, np.where(present, out, 0.0), present).compact()
+
+
+def _grouped_sum(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    x = np.where(pres, vals, 0.0)
+    finite = np.isfinite(x)
+    if finite.all() and (np.abs(x) < _PLAIN_SUM_ABS).all():
+        return np.add.reduceat(x, starts, axis=0)
+    return _kahan_grouped(x, starts)
+
+
+def _kahan_grouped(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Neumaier-compensated grouped sum, vectorised across steps."""
+    bounds = list(starts.tolist()) + [x.shape[0]]
+    out = np.zeros((len(starts), x.shape[1]))
+    for g in range(len(starts)):
+        s = np.zeros(x.shape[1])
+        c = np.zeros(x.shape[1])
+        for r in range(bounds[g], bounds[g + 1]):
+            v = x[r]
+            t = s + v
+            big = np.abs(s) >= np.abs(v)
+            c = np.where(np.isinf(t), 0.0, c + np.where(big, (s - t) + v, (v - t) + s))
+            s = t
+        out[g] = np.where(np.isinf(s), s, s + c)
+    return out
+
+
+def _grouped_avg(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, count: np.ndarray) -> np.ndarray:
+    total = _grouped_sum(vals, pres, starts)
+    out = total / count
+    # A sum that overflowed while its inputs are finite: recompute as Prometheus
+    # does, with an incremental mean that cannot overflow.
+    overflow = np.isinf(total)
+    if overflow.any():
+        bounds = list(starts.tolist()) + [vals.shape[0]]
+        for g, j in zip(*np.nonzero(overflow), strict=True):
+            col = vals[bounds[g] : bounds[g + 1], j][pres[bounds[g] : bounds[g + 1], j]]
+            if np.isfinite(col).all():
+                out[g, j] = _incremental_mean(col.tolist())
+    return out
+
+
+def _incremental_mean(xs: list[float]) -> float:
+    total, c, mean = 0.0, 0.0, 0.0
+    incremental = False
+    for i, x in enumerate(xs):
+        n = float(i + 1)
+        if not incremental:
+            ns, nc = kahan_inc(x, total, c)
+            if n == 1 or not math.isinf(ns):
+                total, c = ns, nc
+                continue
+            incremental = True
+            mean = total / (n - 1)
+            c = c / (n - 1)
+        q = (n - 1) / n
+        mean, c = kahan_inc(x / n, q * mean, q * c)
+    if incremental:
+        return mean + c
+    return total / len(xs) + c / len(xs)
+
+
+def _grouped_var(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, count: np.ndarray) -> np.ndarray:
+    x = np.where(pres, vals, 0.0)
+    mean = np.add.reduceat(x, starts, axis=0) / count
+    gidx = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, vals.shape[0]]))
+    dev = np.where(pres, vals - mean[gidx], 0.0)
+    return np.add.reduceat(dev * dev, starts, axis=0) / count
+
+
+def _grouped_quantile(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, q: np.ndarray) -> np.ndarray:
+    bounds = list(starts.tolist()) + [vals.shape[0]]
+    out = np.zeros((len(starts), vals.shape[1]))
+    for g in range(len(starts)):
+        v = vals[bounds[g] : bounds[g + 1]].T  # [steps, rows]
+        m = pres[bounds[g] : bounds[g + 1]].T
+        cnt = m.sum(axis=1)
+        nan_cnt = (np.isnan(v) & m).sum(axis=1)
+        s = np.sort(np.where(m, v, np.inf), axis=1)
+        pos = np.arange(v.shape[1])[None, :]
+        src = np.clip(pos - nan_cnt[:, None], 0, v.shape[1] - 1)
+        s = np.where(pos < nan_cnt[:, None], np.nan, np.take_along_axis(s, src, axis=1))
+        out[g] = quantile_sorted(q, s, cnt)
+    return out
+
+
+def _param_k(param: np.ndarray, op: str) -> np.ndarray:
+    if np.isnan(param).any():
+        if op == "limit_ratio":
+            raise ExecutionError("Ratio value is NaN")
+        raise ExecutionError(f"Parameter value is NaN for {op}")
+    if op == "limit_ratio":
+        return param
+    if (param > 2.0**63).any():
+        raise ExecutionError(f"Scalar value {param.max()} overflows int64")
+    return np.floor(param)
+
+
+def _select(op: str, block: VectorBlock, node: ast.AggregateExpr, param: np.ndarray) -> VectorBlock:
+    k = _param_k(param, op)
+    if op == "limit_ratio":
+        ratio = np.clip(k, -1.0, 1.0)
+        offs = np.array([labels_hash(lbls) / float(2**64 - 1) for lbls in block.labels])
+        keep = np.where(ratio[None, :] >= 0, offs[:, None] < ratio[None, :], offs[:, None] >= 1.0 + ratio[None, :])
+        return VectorBlock(block.labels, block.drop_name, block.values, block.present & keep).compact()
+    if block.n_series == 0:
+        return block
+    _labels, gidx = _groups(block, node)
+    keep = np.zeros_like(block.present)
+    rank_out = np.zeros(block.present.shape, dtype=np.int64)
+    for g in np.unique(gidx).tolist():
+        rows = np.flatnonzero(gidx == g)
+        v = block.values[rows]
+        p = block.present[rows]
+        if op == "limitk":
+            rank = np.cumsum(p, axis=0) - 1
+        else:
+            nan = np.isnan(v)
+            cat = np.where(p, np.where(nan, 1, 0), 2)
+            sortv = np.where(nan | ~p, 0.0, -v if op == "topk" else v)
+            order = np.lexsort((np.broadcast_to(np.arange(len(rows))[:, None], v.shape), sortv, cat), axis=0)
+            rank = np.empty_like(order)
+            np.put_along_axis(rank, order, np.arange(len(rows))[:, None].repeat(v.shape[1], axis=1), axis=0)
+        keep[rows] = p & (rank < k[None, :])
+        rank_out[rows] = rank
+    out = VectorBlock(block.labels, block.drop_name, block.values, keep)
+    if keep.shape[1] == 1:
+        # Instant queries list each group's selection best first, as Prometheus does.
+        sel = np.flatnonzero(keep[:, 0])
+        first_seen = {g: i for i, g in reversed(list(enumerate(gidx.tolist())))}
+        sel = sorted(sel.tolist(), key=lambda r: (first_seen[int(gidx[r])], rank_out[r, 0]))
+        return out.select_rows(sel)
+    return out.compact()
+
+
+def format_float(v: float) -> str:
+    """Go's strconv.FormatFloat(v, 'f', -1, 64)."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return np.format_float_positional(v, trim="-")
+
+
+def _count_values(block: VectorBlock, node: ast.AggregateExpr, label: str) -> VectorBlock:
+    if not LABEL_NAME_RE.match(label) and (not label or not label.isprintable() or "\ufffd" in label):
+        raise ExecutionError(f'invalid label name "{label}"')
+    n_steps = block.values.shape[1]
+    key = group_key_fn(node.grouping, node.without)
+    counts: dict[Labels, np.ndarray] = {}
+    for i, lbls in enumerate(block.labels):
+        base = key(lbls)
+        for j in np.flatnonzero(block.present[i]).tolist():
+            out = base.set(label, format_float(float(block.values[i, j])))
+            arr = counts.get(out)
+            if arr is None:
+                arr = counts[out] = np.zeros(n_steps)
+            arr[j] += 1
+    if not counts:
+        return VectorBlock.empty(n_steps)
+    labels = list(counts)
+    vals = np.array([counts[x] for x in labels])
+    return VectorBlock(labels, np.zeros(len(labels), dtype=bool), vals, vals > 0)

@@ -1,0 +1,284 @@
+"""The tree walker: evaluates a PromQL AST for all steps of a query at once.
+
+An `Evaluator` is bound to one query and one step grid; subqueries create child
+evaluators on their own grid that share the query's `QueryContext` (limits,
+deadline, annotations). Evaluators are not shared between threads: the `Engine`
+builds a fresh one per query, which is what makes the engine thread-safe.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vigil.model.labels import Labels
+from vigil.model.matchers import Matcher
+from vigil.model.samples import stale_mask
+from vigil.promql import aggregations, binops, functions_table
+from vigil.promql.errors import ExecutionError, QueryTimeoutError, TooManySamplesError
+from vigil.promql.eval_types import MatrixBlock, ScalarBlock, StringValue, Value, VectorBlock
+from vigil.promql.parser import ast
+from vigil.storage.interface import Queryable, SelectHints, SeriesData
+
+
+@dataclass
+class QueryContext:
+    """Per-query state shared by an evaluator and its subquery children."""
+
+    queryable: Queryable
+    lookback_ms: int
+    max_samples: int
+    deadline: float
+    query_start: int
+    query_end: int
+    subquery_step_ms: int
+    samples_loaded: int = 0
+    peak_samples: int = 0
+    warnings: list[str] = field(default_factory=list)
+    infos: list[str] = field(default_factory=list)
+
+    def check_deadline(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise QueryTimeoutError()
+
+    def account(self, n: int) -> None:
+        """Count `n` samples loaded or materialised; raise once the query's total
+        exceeds `max_samples`."""
+        self.samples_loaded += n
+        self.peak_samples = max(self.peak_samples, n)
+        if self.samples_loaded > self.max_samples:
+            raise TooManySamplesError(self.max_samples)
+
+
+def unwrap(node: ast.Expr) -> ast.Expr:
+    while isinstance(node, ast.ParenExpr):
+        node = node.expr
+    return node
+
+
+class Evaluator:
+    """Evaluates nodes over the step timestamps `steps` (int64 ms, ascending)."""
+
+    def __init__(self, ctx: QueryContext, steps: np.ndarray) -> None:
+        self.ctx = ctx
+        self.steps = steps
+        self.n_steps = len(steps)
+
+    # --- dispatch -----------------------------------------------------------------
+
+    def eval(self, node: ast.Expr) -> Value:
+        self.ctx.check_deadline()
+        if isinstance(node, ast.ParenExpr):
+            return self.eval(node.expr)
+        if isinstance(node, ast.NumberLiteral):
+            return ScalarBlock(np.full(self.n_steps, float(node.value)))
+        if isinstance(node, ast.StringLiteral):
+            return StringValue(node.value)
+        if isinstance(node, ast.VectorSelector):
+            return self.vector_selector(node)[0]
+        if isinstance(node, ast.MatrixSelector):
+            return self.matrix_selector(node)
+        if isinstance(node, ast.SubqueryExpr):
+            return self.subquery(node)
+        if isinstance(node, ast.UnaryExpr):
+            return self.unary(node)
+        if isinstance(node, ast.Call):
+            return functions_table.call(self, node)
+        if isinstance(node, ast.AggregateExpr):
+            return aggregations.aggregate(self, node)
+        if isinstance(node, ast.BinaryExpr):
+            return binops.binary(self, node)
+        raise ExecutionError(f"unsupported expression node {type(node).__name__}")
+
+    def eval_vector(self, node: ast.Expr) -> VectorBlock:
+        v = self.eval(node)
+        if not isinstance(v, VectorBlock):
+            raise ExecutionError(f"expected instant vector, got {_kind(v)}")
+        return v
+
+    def eval_scalar(self, node: ast.Expr) -> np.ndarray:
+        v = self.eval(node)
+        if not isinstance(v, ScalarBlock):
+            raise ExecutionError(f"expected scalar, got {_kind(v)}")
+        return v.values
+
+    def eval_string(self, node: ast.Expr) -> str:
+        v = self.eval(node)
+        if not isinstance(v, StringValue):
+            raise ExecutionError(f"expected string, got {_kind(v)}")
+        return v.value
+
+    def eval_matrix(self, node: ast.Expr) -> MatrixBlock:
+        v = self.eval(node)
+        if not isinstance(v, MatrixBlock):
+            raise ExecutionError(f"expected range vector, got {_kind(v)}")
+        return v
+
+    # --- selectors ----------------------------------------------------------------
+
+    def effective_times(self, at: int | None, at_modifier: ast.AtModifier, offset_ms: int) -> np.ndarray:
+        """Per-step times a selector reads at, after `@` and `offset`."""
+        if at is not None:
+            base = np.full(self.n_steps, at, dtype=np.int64)
+        elif at_modifier == "start":
+            base = np.full(self.n_steps, self.ctx.query_start, dtype=np.int64)
+        elif at_modifier == "end":
+            base = np.full(self.n_steps, self.ctx.query_end, dtype=np.int64)
+        else:
+            base = self.steps.astype(np.int64)
+        return base - offset_ms
+
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints) -> list[SeriesData]:
+        q = self.ctx.queryable.querier(mint, maxt)
+        try:
+            series = q.select(list(matchers), mint, maxt, hints)
+        finally:
+            q.close()
+        self.ctx.account(sum(len(s.timestamps) for s in series))
+        self.ctx.check_deadline()
+        return series
+
+    def vector_selector(self, node: ast.VectorSelector) -> tuple[VectorBlock, np.ndarray]:
+        """The selector's instant vector and the timestamps (ms) of the samples used."""
+        teff = self.effective_times(node.at, node.at_modifier, node.offset_ms)
+        lookback = self.ctx.lookback_ms
+        if self.n_steps == 0:
+            return VectorBlock.empty(0), np.zeros((0, 0), dtype=np.int64)
+        mint = int(teff.min()) - lookback + 1
+        maxt = int(teff.max())
+        hints = SelectHints(start=int(self.steps[0]), end=int(self.steps[-1]))
+        series = self.select(node.matchers, mint, maxt, hints)
+        n = len(series)
+        values = np.zeros((n, self.n_steps))
+        present = np.zeros((n, self.n_steps), dtype=bool)
+        stamps = np.zeros((n, self.n_steps), dtype=np.int64)
+        floor = teff - lookback
+        for i, s in enumerate(series):
+            ts, vs = s.timestamps, s.values
+            if len(ts) == 0:
+                continue
+            idx = np.searchsorted(ts, teff, side="right") - 1
+            ok = idx >= 0
+            idc = np.maximum(idx, 0)
+            got_t = ts[idc]
+            got_v = vs[idc]
+            ok &= got_t > floor
+            ok &= ~stale_mask(got_v)
+            values[i] = got_v
+            present[i] = ok
+            stamps[i] = got_t
+        block = VectorBlock([s.labels for s in series], np.zeros(n, dtype=bool), values, present)
+        keep = present.any(axis=1)
+        if not keep.all():
+            rows = np.flatnonzero(keep)
+            return block.select_rows(rows), stamps[rows]
+        return block, stamps
+
+    def matrix_selector(self, node: ast.MatrixSelector) -> MatrixBlock:
+        sel = node.selector
+        teff = self.effective_times(sel.at, sel.at_modifier, sel.offset_ms)
+        rng = node.range_ms
+        if self.n_steps == 0:
+            return self._matrix_from([], [], [], teff, rng)
+        mint = int(teff.min()) - rng + 1
+        maxt = int(teff.max())
+        hints = SelectHints(start=int(self.steps[0]), end=int(self.steps[-1]), range_ms=rng)
+        series = self.select(sel.matchers, mint, maxt, hints)
+        tss, vss = [], []
+        for s in series:
+            stale = stale_mask(s.values)
+            if stale.any():
+                tss.append(s.timestamps[~stale])
+                vss.append(s.values[~stale])
+            else:
+                tss.append(s.timestamps)
+                vss.append(s.values)
+        return self._matrix_from([s.labels for s in series], tss, vss, teff, rng)
+
+    def _matrix_from(
+        self,
+        labels: list[Labels],
+        tss: list[np.ndarray],
+        vss: list[np.ndarray],
+        teff: np.ndarray,
+        rng: int,
+        drop_name: np.ndarray | None = None,
+    ) -> MatrixBlock:
+        n = len(labels)
+        lens = np.array([len(t) for t in tss], dtype=np.int64)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        ts = np.concatenate(tss).astype(np.int64) if n else np.zeros(0, dtype=np.int64)
+        vs = np.concatenate(vss).astype(np.float64) if n else np.zeros(0)
+        starts = teff - rng
+        lo = np.empty((n, len(teff)), dtype=np.int64)
+        hi = np.empty((n, len(teff)), dtype=np.int64)
+        # When windows start where earlier windows ended (range a multiple of a
+        # regular step), the start indices are the earlier end indices.
+        shift = 0
+        if len(teff) > 1 and rng > 0:
+            d = np.diff(teff)
+            if (d == d[0]).all() and d[0] > 0 and rng % int(d[0]) == 0:
+                shift = rng // int(d[0])
+        for i in range(n):
+            a = int(offsets[i])
+            seg = ts[a : int(offsets[i + 1])]
+            hi[i] = np.searchsorted(seg, teff, side="right") + a
+            if 0 < shift < len(teff):
+                lo[i, shift:] = hi[i, :-shift]
+                lo[i, :shift] = np.searchsorted(seg, starts[:shift], side="right") + a
+            else:
+                lo[i] = np.searchsorted(seg, starts, side="right") + a
+        if drop_name is None:
+            drop_name = np.zeros(n, dtype=bool)
+        return MatrixBlock(labels, drop_name, ts, vs, offsets, lo, hi, rng, starts, teff)
+
+    def subquery(self, node: ast.SubqueryExpr) -> MatrixBlock:
+        teff = self.effective_times(node.at, node.at_modifier, node.offset_ms)
+        step = node.step_ms or self.ctx.subquery_step_ms
+        if step <= 0:
+            raise ExecutionError("subquery step must be positive")
+        rng = node.range_ms
+        if self.n_steps == 0:
+            return self._matrix_from([], [], [], teff, rng)
+        bound = int(teff.min()) - rng
+        # First multiple of the step strictly after the earliest window start, so
+        # inner steps sit on absolute multiples of the step as in Prometheus.
+        first = (bound // step + 1) * step
+        last = int(teff.max())
+        inner_steps = np.arange(first, last + 1, step, dtype=np.int64)
+        child = Evaluator(self.ctx, inner_steps)
+        inner = child.eval(node.expr)
+        if isinstance(inner, ScalarBlock):
+            inner = VectorBlock([Labels.EMPTY], np.zeros(1, dtype=bool), inner.values[None, :], np.ones((1, len(inner_steps)), dtype=bool))
+        if not isinstance(inner, VectorBlock):
+            raise ExecutionError(f"subquery is only allowed on instant vector, got {_kind(inner)}")
+        tss = [inner_steps[inner.present[i]] for i in range(inner.n_series)]
+        vss = [inner.values[i][inner.present[i]] for i in range(inner.n_series)]
+        self.ctx.account(int(inner.present.sum()))
+        return self._matrix_from(list(inner.labels), tss, vss, teff, rng, inner.drop_name.copy())
+
+    # --- unary ----------------------------------------------------------------------
+
+    def unary(self, node: ast.UnaryExpr) -> Value:
+        v = self.eval(node.expr)
+        if node.op != "-":
+            return v
+        if isinstance(v, ScalarBlock):
+            return ScalarBlock(-v.values)
+        if isinstance(v, VectorBlock):
+            return VectorBlock(v.labels, np.ones(v.n_series, dtype=bool), -v.values, v.present)
+        raise ExecutionError(f"unary minus is not defined on {_kind(v)}")
+
+
+def _kind(v: Value) -> str:
+    if isinstance(v, VectorBlock):
+        return "instant vector"
+    if isinstance(v, ScalarBlock):
+        return "scalar"
+    if isinstance(v, MatrixBlock):
+        return "range vector"
+    return "string"

@@ -1,0 +1,91 @@
+"""Function name -> implementation, and the dispatch of `Call` nodes.
+
+Signatures (argument types, arity) are the parser's business
+(`vigil.promql.parser.functions`); this table only says how to compute.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vigil.promql import histogram, range_functions
+from vigil.promql.errors import ExecutionError
+from vigil.promql.eval_types import MatrixBlock, Value, VectorBlock
+from vigil.promql.instant_functions import INSTANT_FUNCTIONS, absent_labels
+from vigil.promql.parser import ast
+
+if TYPE_CHECKING:
+    from vigil.promql.evaluator import Evaluator
+
+
+def _from_range(m: MatrixBlock, name: str, result: tuple[np.ndarray, np.ndarray]) -> VectorBlock:
+    values, present = result
+    if name in range_functions.KEEP_NAME_RANGE_FUNCTIONS:
+        drop = m.drop_name
+    else:
+        drop = np.ones(m.n_series, dtype=bool)
+    return VectorBlock(m.labels, drop, values, present).compact()
+
+
+def _quantile_over_time(ev: Evaluator, call: ast.Call) -> Value:
+    q = ev.eval_scalar(call.args[0])
+    m = ev.eval_matrix(call.args[1])
+    return _from_range(m, "quantile_over_time", range_functions.quantile_over_time(m, q))
+
+
+def _predict_linear(ev: Evaluator, call: ast.Call) -> Value:
+    m = ev.eval_matrix(call.args[0])
+    d = ev.eval_scalar(call.args[1])
+    return _from_range(m, "predict_linear", range_functions.predict_linear(m, d, m.range_end))
+
+
+def _double_exp(ev: Evaluator, call: ast.Call) -> Value:
+    m = ev.eval_matrix(call.args[0])
+    sf = ev.eval_scalar(call.args[1])
+    tf = ev.eval_scalar(call.args[2])
+    return _from_range(m, "double_exponential_smoothing", range_functions.double_exponential_smoothing(m, sf, tf))
+
+
+def _absent_over_time(ev: Evaluator, call: ast.Call) -> Value:
+    m = ev.eval_matrix(call.args[0])
+    if m.n_series:
+        missing = ~((m.hi - m.lo) > 0).any(axis=0)
+    else:
+        missing = np.ones(ev.n_steps, dtype=bool)
+    return VectorBlock(
+        [absent_labels(call.args[0])], np.zeros(1, dtype=bool), np.ones((1, ev.n_steps)), missing[None, :]
+    ).compact()
+
+
+SPECIAL_FUNCTIONS = {
+    "quantile_over_time": _quantile_over_time,
+    "predict_linear": _predict_linear,
+    "double_exponential_smoothing": _double_exp,
+    "holt_winters": _double_exp,
+    "absent_over_time": _absent_over_time,
+    "histogram_quantile": histogram.histogram_quantile,
+    "histogram_quantiles": histogram.histogram_quantiles,
+    "histogram_fraction": histogram.histogram_fraction,
+}
+
+
+def implemented() -> frozenset[str]:
+    """Names of every function the engine can evaluate."""
+    return frozenset(range_functions.SIMPLE_RANGE_FUNCTIONS) | frozenset(SPECIAL_FUNCTIONS) | frozenset(INSTANT_FUNCTIONS)
+
+
+def call(ev: Evaluator, node: ast.Call) -> Value:
+    name = node.func
+    simple = range_functions.SIMPLE_RANGE_FUNCTIONS.get(name)
+    if simple is not None:
+        m = ev.eval_matrix(node.args[0])
+        return _from_range(m, name, simple(m))
+    special = SPECIAL_FUNCTIONS.get(name)
+    if special is not None:
+        return special(ev, node)
+    inst = INSTANT_FUNCTIONS.get(name)
+    if inst is not None:
+        return inst(ev, node)
+    raise ExecutionError(f"function {name!r} is not implemented")

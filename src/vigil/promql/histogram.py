@@ -1,0 +1,218 @@
+"""Classic (`le`-bucket) histogram functions: histogram_quantile(s), histogram_fraction.
+
+Buckets are grouped by their labels without `le` and `__name__` once per query;
+each group is then solved for all steps at once (steps sharing the same set of
+present buckets are processed together). Semantics follow Prometheus's
+quantile.go: +Inf bucket required, equal bounds coalesced, counts forced
+monotonic with a 1e-12 relative tolerance, linear interpolation within a bucket.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vigil.model.labels import METRIC_NAME, Labels
+from vigil.promql.errors import ExecutionError
+from vigil.promql.eval_types import Value, VectorBlock
+from vigil.promql.parser import ast
+
+if TYPE_CHECKING:
+    from vigil.promql.evaluator import Evaluator
+
+_TOLERANCE = 1e-12
+_MIN_NORMAL = 2.2250738585072014e-308
+
+
+def parse_le(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _almost_equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        abs_sum = np.abs(a) + np.abs(b)
+        diff = np.abs(a - b)
+        tiny = (a == 0) | (b == 0) | (abs_sum < _MIN_NORMAL)
+        rel = diff / np.minimum(abs_sum, np.finfo(np.float64).max)
+        return (a == b) | np.where(tiny, diff < _TOLERANCE * _MIN_NORMAL, rel < _TOLERANCE)
+
+
+def _prepare(bounds: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coalesce equal bounds and force monotonic counts. counts: [buckets, steps]."""
+    uniq, inv = np.unique(bounds, return_inverse=True)
+    c = np.zeros((len(uniq), counts.shape[1]))
+    np.add.at(c, inv, counts)
+    prev = c[0].copy()
+    for i in range(1, len(uniq)):
+        cur = c[i]
+        fix = _almost_equal(prev, cur) | (cur < prev)
+        c[i] = np.where(fix, prev, cur)
+        prev = np.where(fix, prev, cur)
+    return uniq, c
+
+
+def bucket_quantile(q: np.ndarray, bounds: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Quantile per step. bounds sorted-or-not [k]; counts [k, steps]; q [steps]."""
+    steps = counts.shape[1]
+    nan = np.full(steps, np.nan)
+    order = np.argsort(bounds, kind="stable")
+    bounds, counts = bounds[order], counts[order]
+    if not np.isposinf(bounds[-1]):
+        return _q_edges(q, nan)
+    b, c = _prepare(bounds, counts)
+    k = len(b)
+    if k < 2:
+        return _q_edges(q, nan)
+    total = c[-1]
+    rank = q * total
+    # First bucket among the first k-1 whose count reaches the rank.
+    reach = c[: k - 1] >= rank[None, :]
+    idx = np.where(reach.any(axis=0), reach.argmax(axis=0), k - 1)
+    cols = np.arange(steps)
+    end = b[np.minimum(idx, k - 1)]
+    start = np.where(idx > 0, b[np.maximum(idx - 1, 0)], 0.0)
+    prev = np.where(idx > 0, c[np.maximum(idx - 1, 0), cols], 0.0)
+    cnt = c[np.minimum(idx, k - 1), cols] - prev
+    with np.errstate(all="ignore"):
+        res = start + (end - start) * ((rank - prev) / cnt)
+    res = np.where((idx == 0) & (b[0] <= 0), b[0], res)
+    res = np.where(idx == k - 1, b[k - 2], res)
+    res = np.where(total == 0, np.nan, res)
+    res = np.where(np.isnan(total), np.nan, res)
+    return _q_edges(q, res)
+
+
+def _q_edges(q: np.ndarray, res: np.ndarray) -> np.ndarray:
+    res = np.where(q < 0, -np.inf, res)
+    res = np.where(q > 1, np.inf, res)
+    return np.where(np.isnan(q), np.nan, res)
+
+
+def bucket_fraction(lower: np.ndarray, upper: np.ndarray, bounds: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Estimated fraction of observations in [lower, upper] per step."""
+    steps = counts.shape[1]
+    order = np.argsort(bounds, kind="stable")
+    bounds, counts = bounds[order], counts[order]
+    if not np.isposinf(bounds[-1]):
+        return np.full(steps, np.nan)
+    b, c = _prepare(bounds, counts)
+    total = c[-1]
+    with np.errstate(all="ignore"):
+        res = (_rank(upper, b, c) - _rank(lower, b, c)) / total
+    res = np.where(lower >= upper, 0.0, res)
+    res = np.where((total == 0) | np.isnan(lower) | np.isnan(upper), np.nan, res)
+    return res
+
+
+def _rank(v: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Interpolated cumulative count of observations <= v, per step."""
+    k = len(b)
+    steps = c.shape[1]
+    cols = np.arange(steps)
+    idx = np.searchsorted(b, v, side="left")  # first bound >= v
+    idx = np.minimum(idx, k - 1)
+    prev = np.where(idx > 0, c[np.maximum(idx - 1, 0), cols], 0.0)
+    cur = c[idx, cols]
+    ub = b[idx]
+    lb = np.where(idx > 0, b[np.maximum(idx - 1, 0)], np.where(b[0] > 0, 0.0, -np.inf))
+    with np.errstate(all="ignore"):
+        interp = prev + (cur - prev) * (v - lb) / (ub - lb)
+    out = interp
+    out = np.where(np.isneginf(lb), np.where(v < ub, 0.0, cur), out)
+    out = np.where(~np.isneginf(lb) & (v <= lb), prev, out)
+    # Inside the +Inf bucket nothing can be interpolated: count what lies below it.
+    out = np.where(idx == k - 1, np.where(np.isposinf(v), c[k - 1], c[max(k - 2, 0)]), out)
+    out = np.where(np.isneginf(v), 0.0, out)
+    return out
+
+
+def _bucket_groups(ev: Evaluator, v: VectorBlock) -> tuple[list[Labels], list[list[tuple[float, int]]]]:
+    groups: dict[Labels, list[tuple[float, int]]] = defaultdict(list)
+    malformed = False
+    for i, lbls in enumerate(v.labels):
+        le = parse_le(lbls.get("le")) if lbls.has("le") else None
+        if le is None:
+            malformed = True
+            continue
+        key = Labels(p for p in lbls if p[0] not in ("le", METRIC_NAME))
+        groups[key].append((le, i))
+    if malformed:
+        ev.ctx.warnings.append('PromQL warning: bucket label "le" is missing or has a malformed value')
+    return list(groups), list(groups.values())
+
+
+def _solve(v: VectorBlock, members: list[tuple[float, int]], fn) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Run `fn(bounds, counts, cols)` per distinct presence pattern of the group."""
+    rows = [i for _, i in members]
+    bounds = np.array([le for le, _ in members])
+    pres = v.present[rows]
+    steps = pres.shape[1]
+    out = np.zeros(steps)
+    ok = pres.any(axis=0)
+    if len(set(bounds.tolist())) < len(bounds):
+        for le in set(bounds.tolist()):
+            same = bounds == le
+            if same.sum() > 1 and (pres[same].sum(axis=0) > 1).any():
+                raise ExecutionError("vector cannot contain metrics with the same labelset")
+    patterns: dict[bytes, list[int]] = defaultdict(list)
+    for j in np.flatnonzero(ok).tolist():
+        patterns[pres[:, j].tobytes()].append(j)
+    for cols in patterns.values():
+        sel = pres[:, cols[0]]
+        cidx = np.array(cols)
+        out[cidx] = fn(bounds[sel], v.values[np.array(rows)[sel]][:, cidx], cidx)
+    return out, ok
+
+
+def histogram_quantile(ev: Evaluator, call: ast.Call) -> Value:
+    q = ev.eval_scalar(call.args[0])
+    v = ev.eval_vector(call.args[1])
+    labels, groups = _bucket_groups(ev, v)
+    vals = np.zeros((len(labels), ev.n_steps))
+    pres = np.zeros((len(labels), ev.n_steps), dtype=bool)
+    for g, members in enumerate(groups):
+        vals[g], pres[g] = _solve(v, members, lambda b, c, cols: bucket_quantile(q[cols], b, c))
+    return VectorBlock(labels, np.ones(len(labels), dtype=bool), vals, pres).compact()
+
+
+def histogram_fraction(ev: Evaluator, call: ast.Call) -> Value:
+    lo = ev.eval_scalar(call.args[0])
+    hi = ev.eval_scalar(call.args[1])
+    v = ev.eval_vector(call.args[2])
+    labels, groups = _bucket_groups(ev, v)
+    vals = np.zeros((len(labels), ev.n_steps))
+    pres = np.zeros((len(labels), ev.n_steps), dtype=bool)
+    for g, members in enumerate(groups):
+        vals[g], pres[g] = _solve(v, members, lambda b, c, cols: bucket_fraction(lo[cols], hi[cols], b, c))
+    return VectorBlock(labels, np.ones(len(labels), dtype=bool), vals, pres).compact()
+
+
+def _q_label(q: float) -> str:
+    if q == int(q):
+        return f"{q:.1f}"
+    return repr(q)
+
+
+def histogram_quantiles(ev: Evaluator, call: ast.Call) -> Value:
+    v = ev.eval_vector(call.args[0])
+    label = ev.eval_string(call.args[1])
+    qs = [ev.eval_scalar(a) for a in call.args[2:]]
+    labels, groups = _bucket_groups(ev, v)
+    out_labels: list[Labels] = []
+    vals, pres = [], []
+    for qv in qs:
+        for g, members in enumerate(groups):
+            if labels[g].has(label):
+                raise ExecutionError(f'label "{label}" already exists in the input vector')
+            r, ok = _solve(v, members, lambda b, c, cols, qv=qv: bucket_quantile(qv[cols], b, c))
+            out_labels.append(labels[g].set(label, _q_label(float(qv[0]))))
+            vals.append(r)
+            pres.append(ok)
+    if not out_labels:
+        return VectorBlock.empty(ev.n_steps)
+    return VectorBlock(out_labels, np.ones(len(out_labels), dtype=bool), np.array(vals), np.array(pres)).compact()

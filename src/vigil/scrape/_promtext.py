@@ -1,0 +1,195 @@
+"""Prometheus text format 0.0.4, as Prometheus's own parser accepts it.
+
+Hot path: the body is decoded once and split into lines; a sample line is cut with
+``rfind('}')`` and ``split()``, its series text is validated only when the process
+has not seen it before (`PROM_SERIES`), and all values are converted in one bulk
+call at the end. Comment lines other than HELP/TYPE are ignored; blank lines are
+allowed; there is no EOF marker.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vigil.scrape._expo_common import (
+    NO_TIMESTAMP,
+    Exposition,
+    ExpositionError,
+    MetricMetadata,
+)
+from vigil.scrape._numbers import bulk_floats, parse_prom_timestamp
+from vigil.scrape._series import (
+    NAME_RE,
+    PROM_SERIES,
+    SeriesSyntaxError,
+    scan_quoted,
+    unescape_value,
+)
+
+_PROM_TYPES = {
+    "counter": "counter",
+    "gauge": "gauge",
+    "histogram": "histogram",
+    "summary": "summary",
+    "untyped": "unknown",
+}
+
+
+def unescape_help(raw: str) -> str:
+    r"""HELP escapes in Prometheus text: only \\ and \n; anything else stays as written."""
+    if "\\" not in raw:
+        return raw
+    out: list[str] = []
+    i = 0
+    n = len(raw)
+    while i < n:
+        c = raw[i]
+        if c == "\\" and i + 1 < n and raw[i + 1] in "\\n":
+            out.append("\n" if raw[i + 1] == "n" else "\\")
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+class PromTextParser:
+    """Incremental parser: `feed` whole lines (any number of times), then `close`.
+
+    HELP/TYPE state carries across feeds so a second TYPE for a name is caught even
+    in another chunk. Not thread-safe; one instance per body.
+    """
+
+    def __init__(self) -> None:
+        self.lineno = 0
+        self.helps: dict[str, str] = {}
+        self.types: dict[str, str] = {}
+        self.metadata: dict[str, MetricMetadata] = {}
+
+    def feed(self, text: str) -> Exposition:
+        """Parse complete lines (a trailing partial line is treated as complete)."""
+        keys: list[str] = []
+        vals: list[str] = []
+        linenos: list[int] = []
+        ts_at: list[int] = []
+        ts_raw: list[str] = []
+        cache = PROM_SERIES.entries
+        cache_get = PROM_SERIES.get
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        base = self.lineno
+        lineno = base
+        for lineno, line in enumerate(lines, base + 1):
+            if not line:
+                continue
+            c = line[0]
+            if c == "#":
+                self._comment(line, lineno)
+                continue
+            if c == " " or c == "\t":
+                line = line.lstrip(" \t")
+                if not line:
+                    continue
+                if line[0] == "#":
+                    self._comment(line, lineno)
+                    continue
+            rb = line.rfind("}")
+            if rb >= 0:
+                key = line[: rb + 1]
+                rest = line[rb + 1 :].split()
+            else:
+                rest = line.split()
+                key = rest.pop(0)
+            if key not in cache:
+                try:
+                    cache_get(key)
+                except SeriesSyntaxError as e:
+                    raise ExpositionError(lineno, f"invalid series {key!r}: {e}") from None
+            n = len(rest)
+            if n == 1:
+                vals.append(rest[0])
+            elif n == 2:
+                vals.append(rest[0])
+                ts_at.append(len(keys))
+                ts_raw.append(rest[1])
+            elif n == 0:
+                raise ExpositionError(lineno, f"expected a value after {key!r}, found end of line")
+            else:
+                raise ExpositionError(
+                    lineno,
+                    f"expected a value and an optional timestamp after {key!r}, "
+                    f"found {n} fields: {' '.join(rest)!r}",
+                )
+            keys.append(key)
+            linenos.append(lineno)
+        self.lineno = lineno if lines else base
+        values, bad = bulk_floats(vals, openmetrics=False)
+        if bad >= 0:
+            raise ExpositionError(
+                linenos[bad], f"invalid value {vals[bad]!r} for {keys[bad]!r}: expected a float"
+            )
+        timestamps = np.full(len(keys), NO_TIMESTAMP, dtype=np.int64)
+        for i, raw in zip(ts_at, ts_raw, strict=True):
+            try:
+                timestamps[i] = parse_prom_timestamp(raw)
+            except ValueError as e:
+                raise ExpositionError(linenos[i], str(e)) from None
+        return Exposition(keys, values, timestamps, dict(self.metadata), False)
+
+    def close(self) -> None:
+        """Nothing is required at the end of a Prometheus text body."""
+
+    def _comment(self, line: str, lineno: int) -> None:
+        # "#" then blanks, then HELP/TYPE; anything else is a plain comment.
+        body = line[1:].lstrip(" \t")
+        if body.startswith("HELP"):
+            kind = "HELP"
+        elif body.startswith("TYPE"):
+            kind = "TYPE"
+        else:
+            return
+        rest = body[4:]
+        if rest and rest[0] not in " \t":
+            return  # e.g. "# HELPER ..." is a comment
+        if len(body) == len(line) - 1:
+            return  # "#HELP" without a blank is a comment too
+        rest = rest.lstrip(" \t")
+        name, rest = self._meta_name(rest, lineno, kind)
+        if kind == "HELP":
+            if name in self.helps:
+                raise ExpositionError(lineno, f"second HELP line for metric name {name!r}")
+            text = rest[1:] if rest[:1] in (" ", "\t") else rest
+            self.helps[name] = unescape_help(text)
+        else:
+            typ = rest.strip(" \t")
+            if name in self.types:
+                raise ExpositionError(lineno, f"second TYPE line for metric name {name!r}")
+            if typ not in _PROM_TYPES:
+                raise ExpositionError(
+                    lineno,
+                    f"unknown metric type {typ!r} for {name!r}: expected one of "
+                    "counter, gauge, histogram, summary, untyped",
+                )
+            self.types[name] = _PROM_TYPES[typ]
+        self.metadata[name] = MetricMetadata(
+            self.types.get(name, "unknown"), self.helps.get(name, ""), ""
+        )
+
+    @staticmethod
+    def _meta_name(rest: str, lineno: int, kind: str) -> tuple[str, str]:
+        if rest[:1] == '"':
+            e = scan_quoted(rest, 0)
+            if e < 0:
+                raise ExpositionError(lineno, f"unterminated quoted metric name in {kind} line")
+            return unescape_value(rest[1 : e - 1]), rest[e:]
+        end = len(rest)
+        for i, ch in enumerate(rest):
+            if ch in " \t":
+                end = i
+                break
+        name = rest[:end]
+        if not NAME_RE.fullmatch(name):
+            found = repr(name) if name else "end of line"
+            raise ExpositionError(lineno, f"expected a metric name after # {kind}, found {found}")
+        return name, rest[end:]

@@ -1,0 +1,207 @@
+"""Careful parsing of one series text (``name{label="value",...}``).
+
+This is the slow path: the line parsers call it once per key they have not seen
+before and remember the result in a bounded, process-wide cache (keys repeat from
+one scrape to the next, as in Prometheus's series cache). Both formats share the
+grammar; Prometheus text additionally allows blanks around tokens, a trailing comma
+and Prometheus 3's quoted UTF-8 names (``{"my.metric", "a.b"="c"}``).
+"""
+
+from __future__ import annotations
+
+import re
+
+NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_BLANKS = " \t"
+
+Pairs = tuple[tuple[str, str], ...]
+
+
+class SeriesSyntaxError(ValueError):
+    """Raised with a message naming what was expected and found, and where (column)."""
+
+
+def unescape_value(raw: str) -> str:
+    r"""Label-value escapes: \\ \" \n; any other backslash sequence stays as written."""
+    if "\\" not in raw:
+        return raw
+    out: list[str] = []
+    i = 0
+    n = len(raw)
+    while i < n:
+        c = raw[i]
+        if c == "\\" and i + 1 < n:
+            nxt = raw[i + 1]
+            if nxt == "n":
+                out.append("\n")
+            elif nxt in ('"', "\\"):
+                out.append(nxt)
+            else:
+                out.append("\\" + nxt)
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def scan_quoted(text: str, start: int) -> int:
+    """Index just past the closing quote of the string whose opening quote is at
+    `start`; -1 when it is not closed on this line."""
+    j = start + 1
+    while True:
+        q = text.find('"', j)
+        if q < 0:
+            return -1
+        k = q - 1
+        while k > start and text[k] == "\\":
+            k -= 1
+        if (q - 1 - k) % 2 == 0:
+            return q + 1
+        j = q + 1
+
+
+def _found(text: str, i: int) -> str:
+    return repr(text[i]) if i < len(text) else "end of line"
+
+
+def parse_label_block(
+    text: str, start: int, prom: bool, *, exemplar: bool = False
+) -> tuple[int, str | None, list[tuple[str, str]]]:
+    """Parse ``{...}`` whose '{' is at `start`.
+
+    Returns ``(end, quoted_name, pairs)``: `end` is the index after '}', `quoted_name`
+    the metric name given inside the braces (Prometheus text only) and `pairs` the
+    labels in written order with values unescaped. Raises SeriesSyntaxError.
+    """
+    i = start + 1
+    n = len(text)
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    qname: str | None = None
+    first = True
+    while True:
+        if prom:
+            while i < n and text[i] in _BLANKS:
+                i += 1
+        if i < n and text[i] == "}":
+            if pairs and not prom and text[i - 1] == ",":
+                raise SeriesSyntaxError(
+                    f"column {i + 1}: expected a label name after ',', found '}}'"
+                )
+            return i + 1, qname, pairs
+        # label name (bare, or quoted UTF-8 in Prometheus text)
+        if i < n and text[i] == '"' and prom:
+            e = scan_quoted(text, i)
+            if e < 0:
+                raise SeriesSyntaxError(f"column {i + 1}: unterminated quoted name")
+            lname = unescape_value(text[i + 1 : e - 1])
+            i = e
+            quoted = True
+        else:
+            m = LABEL_RE.match(text, i)
+            if m is None:
+                what = "a label name or '}'" if first else "a label name"
+                raise SeriesSyntaxError(f"column {i + 1}: expected {what}, found {_found(text, i)}")
+            lname = m.group()
+            i = m.end()
+            quoted = False
+        if prom:
+            while i < n and text[i] in _BLANKS:
+                i += 1
+        if quoted and first and i < n and text[i] in ",}":
+            qname = lname  # {"metric.name", ...}
+            first = False
+            if text[i] == ",":
+                i += 1
+            continue
+        if i >= n or text[i] != "=":
+            raise SeriesSyntaxError(
+                f"column {i + 1}: expected '=' after label name {lname!r}, found {_found(text, i)}"
+            )
+        i += 1
+        if prom:
+            while i < n and text[i] in _BLANKS:
+                i += 1
+        if i >= n or text[i] != '"':
+            raise SeriesSyntaxError(
+                f"column {i + 1}: expected '\"' to open the value of label {lname!r}, "
+                f"found {_found(text, i)}"
+            )
+        e = scan_quoted(text, i)
+        if e < 0:
+            raise SeriesSyntaxError(f"column {i + 1}: unterminated value of label {lname!r}")
+        value = unescape_value(text[i + 1 : e - 1])
+        i = e
+        if lname in seen:
+            raise SeriesSyntaxError(f"duplicate label name {lname!r}")
+        if lname == "__name__" and not exemplar:
+            raise SeriesSyntaxError("label '__name__' is not allowed in the label set")
+        seen.add(lname)
+        pairs.append((lname, value))
+        first = False
+        if prom:
+            while i < n and text[i] in _BLANKS:
+                i += 1
+        if i < n and text[i] == ",":
+            i += 1
+            continue
+        if i < n and text[i] == "}":
+            continue
+        raise SeriesSyntaxError(
+            f"column {i + 1}: expected ',' or '}}' after the value of label {lname!r}, "
+            f"found {_found(text, i)}"
+        )
+
+
+def parse_series(key: str, prom: bool) -> tuple[str, Pairs]:
+    """Parse a whole series text into ``(metric_name, sorted_pairs)``; the pairs keep
+    empty values. Raises SeriesSyntaxError unless the text is exactly one series."""
+    lb = key.find("{")
+    if lb < 0:
+        if not NAME_RE.fullmatch(key):
+            raise SeriesSyntaxError(f"invalid metric name {key!r}")
+        return key, ()
+    name = key[:lb]
+    if prom:
+        name = name.rstrip(_BLANKS)
+    if name and not NAME_RE.fullmatch(name):
+        raise SeriesSyntaxError(f"invalid metric name {name!r}")
+    end, qname, pairs = parse_label_block(key, lb, prom)
+    if end != len(key):
+        raise SeriesSyntaxError(f"column {end + 1}: unexpected text after '}}': {key[end:]!r}")
+    if qname is not None:
+        if name:
+            raise SeriesSyntaxError("metric name given both before and inside the braces")
+        name = qname
+    if not name:
+        raise SeriesSyntaxError("missing metric name")
+    return name, tuple(sorted(pairs))
+
+
+class SeriesCache:
+    """Bounded map from series text to its parse, shared by all parses in the process.
+
+    Thread-safe under the GIL (single dict operations); when full it is simply
+    cleared, which costs re-validation only.
+    """
+
+    def __init__(self, prom: bool, max_entries: int = 1 << 20) -> None:
+        self.prom = prom
+        self.max_entries = max_entries
+        self.entries: dict[str, tuple[str, Pairs]] = {}
+
+    def get(self, key: str) -> tuple[str, Pairs]:
+        hit = self.entries.get(key)
+        if hit is not None:
+            return hit
+        parsed = parse_series(key, self.prom)
+        if len(self.entries) >= self.max_entries:
+            self.entries.clear()
+        self.entries[key] = parsed
+        return parsed
+
+
+PROM_SERIES = SeriesCache(prom=True)
+OM_SERIES = SeriesCache(prom=False)

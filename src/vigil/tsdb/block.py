@@ -1,0 +1,603 @@
+"""Immutable on-disk blocks: writing, opening, querying.
+
+A block is a directory named by a ULID holding ``meta.json``, ``index`` and
+``chunks`` (formats in docs/format/block.md). It covers the inclusive time range
+[meta.mint, meta.maxt]; its series are sorted by labels and each series' samples
+are contiguous and ascending, so a block is a CSR matrix of samples that numpy
+reads in bulk.
+
+Writing is atomic: files go to ``<ulid>.tmp``, are fsynced, and the directory is
+renamed into place, so a reader never sees half a block. Opening checks magic,
+versions, checksums and cross-references and raises `CorruptBlockError` naming the
+file; chunk checksums are checked when a chunk is first read (opening a block
+does not read its samples: the chunks file is memory-mapped).
+
+Thread-safety: a `Block` may be queried from many threads; `close()` waits for
+open queriers (the resources are released when the last one closes).
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import shutil
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vigil.model.labels import Labels
+from vigil.model.matchers import Matcher
+from vigil.storage.interface import SelectHints, SeriesData
+from vigil.tsdb.chunks import ChunkDecodeError, decode_chunk, encode_chunk
+from vigil.tsdb.index import CHUNK_DTYPE, IndexFormatError, IndexReader, write_index
+
+META_FILE = "meta.json"
+INDEX_FILE = "index"
+CHUNKS_FILE = "chunks"
+CHUNKS_MAGIC = b"VGLCHNKS"
+CHUNKS_VERSION = 1
+_CHUNKS_HEADER = CHUNKS_MAGIC + CHUNKS_VERSION.to_bytes(4, "little") + b"\0\0\0\0"
+META_VERSION = 1
+
+CHUNK_TARGET_SAMPLES = 4096
+"""Samples per chunk: small series share a chunk, long ones are cut into pieces."""
+
+_EMPTY_T = np.empty(0, dtype=np.int64)
+_EMPTY_V = np.empty(0, dtype=np.float64)
+
+
+class CorruptBlockError(Exception):
+    """A block's files are damaged or not a block; the message names the file."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(f"corrupt block file {path}: {detail}")
+        self.path = path
+        self.detail = detail
+
+
+# -- ULIDs -----------------------------------------------------------------
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ulid_lock = threading.Lock()
+_ulid_last = [0, 0]  # ms, random part of the last ULID made in this process
+
+
+def new_ulid(now_ms: int | None = None) -> str:
+    """A 26-character ULID; ULIDs made by this process without `now_ms` sort in
+    creation order (same-millisecond ones count up). An explicit `now_ms` gives a
+    random ULID for that instant and leaves the ordering state alone."""
+    if now_ms is not None:
+        value = ((int(now_ms) & ((1 << 48) - 1)) << 80) | int.from_bytes(os.urandom(10), "big")
+        return _encode_ulid(value)
+    t = int(time.time() * 1000)
+    with _ulid_lock:
+        if t <= _ulid_last[0]:
+            # Same (or a backwards) millisecond: stay monotonic by counting up.
+            t, rnd = _ulid_last[0], (_ulid_last[1] + 1) & ((1 << 80) - 1)
+        else:
+            rnd = int.from_bytes(os.urandom(10), "big")
+        _ulid_last[0], _ulid_last[1] = t, rnd
+    return _encode_ulid(((t & ((1 << 48) - 1)) << 80) | rnd)
+
+
+def _encode_ulid(value: int) -> str:
+    return "".join(_CROCKFORD[(value >> (5 * (25 - i))) & 31] for i in range(26))
+
+
+def ulid_time(ulid: str) -> int:
+    """The creation time (ms) encoded in a ULID."""
+    value = 0
+    for ch in ulid.upper():
+        value = value * 32 + _CROCKFORD.index(ch)
+    return value >> 80
+
+
+def is_ulid(name: str) -> bool:
+    return len(name) == 26 and all(c in _CROCKFORD for c in name.upper())
+
+
+# -- meta ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BlockMeta:
+    """What a block covers. `mint`/`maxt` are inclusive ms bounds of its range."""
+
+    ulid: str
+    mint: int
+    maxt: int
+    num_series: int = 0
+    num_samples: int = 0
+    num_chunks: int = 0
+    size_bytes: int = 0
+    level: int = 1
+    sources: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ulid": self.ulid,
+            "minTime": self.mint,
+            "maxTime": self.maxt,
+            "maxTimeInclusive": True,
+            "stats": {
+                "numSeries": self.num_series,
+                "numSamples": self.num_samples,
+                "numChunks": self.num_chunks,
+            },
+            "compaction": {"level": self.level, "sources": list(self.sources)},
+            "version": META_VERSION,
+        }
+
+    @classmethod
+    def from_json(cls, doc: object, size_bytes: int) -> BlockMeta:
+        """Parse meta.json content; raises ValueError saying which field is wrong."""
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+        if doc.get("version") != META_VERSION:
+            raise ValueError(f"unsupported meta version {doc.get('version')!r}")
+        try:
+            stats, comp = doc["stats"], doc["compaction"]
+            meta = cls(
+                ulid=str(doc["ulid"]),
+                mint=_int(doc["minTime"], "minTime"),
+                maxt=_int(doc["maxTime"], "maxTime"),
+                num_series=_int(stats["numSeries"], "stats.numSeries"),
+                num_samples=_int(stats["numSamples"], "stats.numSamples"),
+                num_chunks=_int(stats["numChunks"], "stats.numChunks"),
+                size_bytes=size_bytes,
+                level=_int(comp["level"], "compaction.level"),
+                sources=tuple(str(s) for s in comp["sources"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"missing or malformed field {exc}") from None
+        if not is_ulid(meta.ulid):
+            raise ValueError(f"ulid {meta.ulid!r} is not a ULID")
+        if meta.maxt < meta.mint:
+            raise ValueError(f"maxTime {meta.maxt} before minTime {meta.mint}")
+        return meta
+
+
+def _int(v: object, name: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ValueError(f"{name} is not an integer: {v!r}")
+    return v
+
+
+# -- writing ---------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _ChunkWriter:
+    """Streams series into chunk payloads; keeps only labels and tables in memory."""
+
+    def __init__(self, path: Path, mint: int, maxt: int) -> None:
+        self._fh = open(path, "wb")  # noqa: SIM115 - closed in finish()/abort()
+        self._fh.write(_CHUNKS_HEADER)
+        self._offset = len(_CHUNKS_HEADER)
+        self.mint, self.maxt = mint, maxt
+        self.labels: list[Labels] = []
+        self.starts: list[int] = [0]
+        self.smint: list[int] = []
+        self.smaxt: list[int] = []
+        self.chunks: list[tuple[int, int, int, int, int, int, int]] = []
+        self._pend_t: list[np.ndarray] = []
+        self._pend_v: list[np.ndarray] = []
+        self._pending = 0
+        self._written = 0  # samples already in chunks
+
+    def add(self, s: SeriesData) -> None:
+        ts = np.asarray(s.timestamps, dtype=np.int64)
+        vs = np.asarray(s.values, dtype=np.float64)
+        n = int(ts.size)
+        if vs.size != n:
+            raise ValueError(f"series {s.labels}: {n} timestamps but {vs.size} values")
+        if n == 0:
+            return
+        if len(s.labels) == 0:
+            raise ValueError("a series with no labels cannot be stored")
+        if self.labels and not self.labels[-1] < s.labels:
+            raise ValueError(
+                f"series not sorted by labels: {s.labels} after {self.labels[-1]}"
+                if self.labels[-1] != s.labels
+                else f"series {s.labels} given twice"
+            )
+        if n > 1 and not bool(np.all(ts[1:] > ts[:-1])):
+            bad = int(np.argmax(ts[1:] <= ts[:-1])) + 1
+            raise ValueError(
+                f"series {s.labels}: timestamps not strictly ascending at index {bad} "
+                f"({int(ts[bad - 1])} then {int(ts[bad])})"
+            )
+        if int(ts[0]) < self.mint or int(ts[-1]) > self.maxt:
+            raise ValueError(
+                f"series {s.labels}: samples {int(ts[0])}..{int(ts[-1])} outside the block "
+                f"range [{self.mint}, {self.maxt}]"
+            )
+        if self._pending and self._pending + n > CHUNK_TARGET_SAMPLES:
+            self._flush(self._pending)
+        self.labels.append(s.labels)
+        self.starts.append(self.starts[-1] + n)
+        self.smint.append(int(ts[0]))
+        self.smaxt.append(int(ts[-1]))
+        self._pend_t.append(ts)
+        self._pend_v.append(vs)
+        self._pending += n
+        while self._pending > CHUNK_TARGET_SAMPLES:
+            self._flush(CHUNK_TARGET_SAMPLES)
+
+    def _flush(self, count: int) -> None:
+        ts = np.concatenate(self._pend_t) if len(self._pend_t) > 1 else self._pend_t[0]
+        vs = np.concatenate(self._pend_v) if len(self._pend_v) > 1 else self._pend_v[0]
+        ct, cv = ts[:count], vs[:count]
+        payload = encode_chunk(ct, cv)
+        self._fh.write(payload)
+        self.chunks.append(
+            (
+                self._written,
+                count,
+                zlib.crc32(payload),
+                self._offset,
+                len(payload),
+                int(ct.min()),
+                int(ct.max()),
+            )
+        )
+        self._offset += len(payload)
+        self._written += count
+        rest = self._pending - count
+        self._pend_t = [ts[count:]] if rest else []
+        self._pend_v = [vs[count:]] if rest else []
+        self._pending = rest
+
+    def finish(self) -> None:
+        if self._pending:
+            self._flush(self._pending)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+    def abort(self) -> None:
+        self._fh.close()
+
+
+def write_block(
+    parent_dir: Path,
+    series: Iterable[SeriesData],
+    mint: int,
+    maxt: int,
+    *,
+    level: int = 1,
+    sources: Sequence[str] = (),
+    ulid: str | None = None,
+) -> Path:
+    """Write `series` (sorted by labels, unique) as a new block covering [mint, maxt].
+
+    Streams: memory holds the label sets and one chunk's samples, not the block.
+    Empty series are skipped; samples outside [mint, maxt], unsorted series or
+    non-ascending timestamps raise ValueError naming the series, and leave nothing
+    behind. `sources` lists the level-1 blocks merged into this one (defaults to the
+    block itself). Returns ``parent_dir/<ulid>``, visible only once complete.
+    """
+    if maxt < mint:
+        raise ValueError(f"block range [{mint}, {maxt}] is empty")
+    parent_dir = Path(parent_dir)
+    parent_dir.mkdir(parents=True, exist_ok=True)
+    ulid = ulid or new_ulid()
+    tmp = parent_dir / f"{ulid}.tmp"
+    final = parent_dir / ulid
+    tmp.mkdir()
+    try:
+        writer = _ChunkWriter(tmp / CHUNKS_FILE, mint, maxt)
+        try:
+            for s in series:
+                writer.add(s)
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        chunks = np.array(writer.chunks, dtype=CHUNK_DTYPE)
+        write_index(
+            tmp / INDEX_FILE,
+            writer.labels,
+            np.asarray(writer.starts, dtype=np.uint64),
+            np.asarray(writer.smint, dtype=np.int64),
+            np.asarray(writer.smaxt, dtype=np.int64),
+            chunks,
+        )
+        meta = BlockMeta(
+            ulid=ulid,
+            mint=mint,
+            maxt=maxt,
+            num_series=len(writer.labels),
+            num_samples=writer.starts[-1],
+            num_chunks=len(writer.chunks),
+            level=level,
+            sources=tuple(sources) or (ulid,),
+        )
+        with open(tmp / META_FILE, "w") as fh:
+            json.dump(meta.to_json(), fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        os.rename(tmp, final)
+        _fsync_dir(parent_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+# -- reading ---------------------------------------------------------------
+
+
+class Block:
+    """An opened block. Use `Block.open(path)`; query it through `querier()`."""
+
+    def __init__(self, path: Path, meta: BlockMeta, index: IndexReader, fh: object, mm: object):
+        self.path = path
+        self.meta = meta
+        self.index = index
+        self._fh = fh
+        self._mm = mm
+        self._lock = threading.Lock()
+        self._readers = 0
+        self._closing = False
+        self._closed = False
+
+    @classmethod
+    def open(cls, path: Path) -> Block:
+        """Open and check a block directory; CorruptBlockError names the damaged file."""
+        path = Path(path)
+        files = {name: path / name for name in (META_FILE, INDEX_FILE, CHUNKS_FILE)}
+        for f in files.values():
+            if not f.is_file():
+                raise CorruptBlockError(f, "missing")
+        size = sum(f.stat().st_size for f in files.values())
+        try:
+            meta = BlockMeta.from_json(json.loads(files[META_FILE].read_bytes()), size)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CorruptBlockError(files[META_FILE], str(exc)) from None
+        try:
+            index = IndexReader(files[INDEX_FILE].read_bytes())
+        except IndexFormatError as exc:
+            raise CorruptBlockError(files[INDEX_FILE], str(exc)) from None
+        if index.num_series != meta.num_series or int(index.sample_starts[-1]) != meta.num_samples:
+            raise CorruptBlockError(
+                files[INDEX_FILE],
+                f"holds {index.num_series} series / {int(index.sample_starts[-1])} samples, "
+                f"meta.json says {meta.num_series} / {meta.num_samples}",
+            )
+        fh = open(files[CHUNKS_FILE], "rb")  # noqa: SIM115 - owned by the Block
+        try:
+            head = fh.read(len(_CHUNKS_HEADER))
+            if head[:8] != CHUNKS_MAGIC:
+                raise CorruptBlockError(files[CHUNKS_FILE], f"bad magic {head[:8]!r}")
+            if head != _CHUNKS_HEADER:
+                raise CorruptBlockError(files[CHUNKS_FILE], "unsupported version")
+            csize = files[CHUNKS_FILE].stat().st_size
+            c = index.chunks
+            if c.size and int((c["offset"] + c["length"]).max()) > csize:
+                raise CorruptBlockError(files[CHUNKS_FILE], "truncated: chunks run past its end")
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if c.size else None
+        except BaseException:
+            fh.close()
+            raise
+        return cls(path, meta, index, fh, mm)
+
+    # -- lifetime -------------------------------------------------------
+
+    def _acquire(self) -> None:
+        with self._lock:
+            if self._closing:
+                raise RuntimeError(f"block {self.path} is closed")
+            self._readers += 1
+
+    def _release(self) -> None:
+        with self._lock:
+            self._readers -= 1
+            done = self._closing and self._readers == 0
+        if done:
+            self._close_files()
+
+    def close(self) -> None:
+        """Release files now, or when the last open querier closes. Idempotent."""
+        with self._lock:
+            self._closing = True
+            done = self._readers == 0
+        if done:
+            self._close_files()
+
+    def _close_files(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._mm is not None:
+            self._mm.close()  # type: ignore[attr-defined]
+        self._fh.close()  # type: ignore[attr-defined]
+
+    def __enter__(self) -> Block:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- data -----------------------------------------------------------
+
+    def read_chunk(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decode chunk `i`: fresh (timestamps, values) arrays; checks its checksum."""
+        c = self.index.chunks[i]
+        off, length = int(c["offset"]), int(c["length"])
+        payload = self._mm[off : off + length]  # type: ignore[index]
+        where = f"chunk {i} at offset {off}"
+        if zlib.crc32(payload) != int(c["crc"]):
+            raise CorruptBlockError(self.path / CHUNKS_FILE, f"{where}: checksum mismatch")
+        try:
+            return decode_chunk(payload, int(c["count"]))
+        except ChunkDecodeError as exc:
+            raise CorruptBlockError(self.path / CHUNKS_FILE, f"{where}: {exc}") from None
+
+    def verify(self) -> None:
+        """Read every chunk, raising CorruptBlockError at the first damaged one."""
+        for i in range(self.index.chunks.size):
+            self.read_chunk(i)
+
+    def iter_series(self) -> Iterator[SeriesData]:
+        """All series in label order, decoding chunk by chunk (bounded memory)."""
+        self._acquire()
+        try:
+            idx = self.index
+            starts = idx.sample_starts
+            buf_t, buf_v, buf_start, next_chunk = _EMPTY_T, _EMPTY_V, 0, 0
+            for sid in range(idx.num_series):
+                lo, hi = int(starts[sid]), int(starts[sid + 1])
+                while buf_start + buf_t.size < hi:
+                    t, v = self.read_chunk(next_chunk)
+                    next_chunk += 1
+                    keep = lo - buf_start
+                    buf_t = np.concatenate((buf_t[keep:], t)) if keep < buf_t.size else t
+                    buf_v = np.concatenate((buf_v[keep:], v)) if keep < buf_v.size else v
+                    buf_start = int(idx.chunks[next_chunk - 1]["start"]) + t.size - buf_t.size
+                a, b = lo - buf_start, hi - buf_start
+                yield SeriesData(idx.labels(sid), buf_t[a:b], buf_v[a:b])
+        finally:
+            self._release()
+
+    def querier(self, mint: int, maxt: int) -> BlockQuerier:
+        """A Querier over this block; close it to let the block close."""
+        self._acquire()
+        return BlockQuerier(self, mint, maxt)
+
+
+class BlockQuerier:
+    """Storage `Querier` over one block. Not thread-safe; one per thread."""
+
+    def __init__(self, block: Block, mint: int, maxt: int) -> None:
+        self._block = block
+        self.mint, self.maxt = mint, maxt
+        self._closed = False
+
+    def _candidates(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> np.ndarray:
+        idx = self._block.index
+        ids = idx.select_ids(matchers)
+        if ids.size:
+            ids = ids[(idx.series_mint[ids] <= maxt) & (idx.series_maxt[ids] >= mint)]
+        return ids
+
+    def _read(self, ids: np.ndarray, mint: int, maxt: int) -> list[SeriesData]:
+        block, idx = self._block, self._block.index
+        if ids.size == 0:
+            return []
+        starts = idx.sample_starts
+        cstart = idx.chunks["start"]
+        cmint, cmaxt = idx.chunks["mint"], idx.chunks["maxt"]
+        lo = starts[ids].astype(np.int64)
+        hi = starts[ids + 1].astype(np.int64)
+        first = np.searchsorted(cstart, lo, side="right") - 1
+        last = np.searchsorted(cstart, hi - 1, side="right") - 1
+        inside = (idx.series_mint[ids] >= mint) & (idx.series_maxt[ids] <= maxt)
+        cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+        def chunk(c: int) -> tuple[np.ndarray, np.ndarray]:
+            got = cache.get(c)
+            if got is None:
+                got = cache[c] = block.read_chunk(c)
+            return got
+
+        out: list[SeriesData] = []
+        for sid, a, b, cf, cl, full in zip(
+            ids.tolist(),
+            lo.tolist(),
+            hi.tolist(),
+            first.tolist(),
+            last.tolist(),
+            inside.tolist(),
+            strict=True,
+        ):
+            if cf == cl:
+                t, v = chunk(cf)
+                base = int(cstart[cf])
+                ts, vs = t[a - base : b - base], v[a - base : b - base]
+            else:
+                pt, pv = [], []
+                for c in range(cf, cl + 1):
+                    if int(cmaxt[c]) < mint or int(cmint[c]) > maxt:
+                        continue  # nothing of this series in range in this chunk
+                    t, v = chunk(c)
+                    base = int(cstart[c])
+                    s, e = max(a, base) - base, min(b, base + t.size) - base
+                    pt.append(t[s:e])
+                    pv.append(v[s:e])
+                if not pt:
+                    continue
+                ts, vs = np.concatenate(pt), np.concatenate(pv)
+            if not full:
+                i0 = int(np.searchsorted(ts, mint, side="left"))
+                i1 = int(np.searchsorted(ts, maxt, side="right"))
+                ts, vs = ts[i0:i1], vs[i0:i1]
+                if ts.size == 0:
+                    continue
+            out.append(SeriesData(idx.labels(sid), ts, vs))
+        return out
+
+    def select(
+        self,
+        matchers: Sequence[Matcher],
+        mint: int,
+        maxt: int,
+        hints: SelectHints | None = None,
+    ) -> list[SeriesData]:
+        """Series matching all `matchers` with samples in [mint, maxt] (inclusive),
+        sorted by labels; arrays are read-only views of freshly decoded chunks."""
+        self._check()
+        return self._read(self._candidates(matchers, mint, maxt), mint, maxt)
+
+    def series(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[Labels]:
+        """Exact: series straddling the range are decoded to check for samples in it."""
+        self._check()
+        idx = self._block.index
+        ids = self._candidates(matchers, mint, maxt)
+        sm, sx = idx.series_mint[ids], idx.series_maxt[ids]
+        # A series whose first or last sample is in range certainly has one in range.
+        sure = ((sm >= mint) & (sm <= maxt)) | ((sx >= mint) & (sx <= maxt))
+        labels = [idx.labels(i) for i in ids[sure].tolist()]
+        labels += [d.labels for d in self._read(ids[~sure], mint, maxt)]
+        labels.sort()
+        return labels
+
+    def label_names(
+        self, matchers: Sequence[Matcher] = (), mint: int = 0, maxt: int = 0
+    ) -> list[str]:
+        """From the index alone; time bounds are ignored (the block overlaps the range)."""
+        self._check()
+        idx = self._block.index
+        return idx.label_names(idx.select_ids(matchers) if matchers else None)
+
+    def label_values(
+        self, name: str, matchers: Sequence[Matcher] = (), mint: int = 0, maxt: int = 0
+    ) -> list[str]:
+        """From the index alone; time bounds are ignored (the block overlaps the range)."""
+        self._check()
+        idx = self._block.index
+        return idx.label_values(name, idx.select_ids(matchers) if matchers else None)
+
+    def _check(self) -> None:
+        if self._closed:
+            raise RuntimeError("querier used after close()")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._block._release()

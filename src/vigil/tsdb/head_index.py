@@ -1,0 +1,194 @@
+"""The head's series registry and inverted index (postings).
+
+Maps a `Labels` to a series ref and back, and keeps, for each label name, the refs
+of the series carrying each value, so matchers select series without scanning every
+label set: an equality matcher is one dict lookup, a regex matcher is evaluated once
+per distinct value of its label (not once per series).
+
+Refs are assigned from a counter, never reused within a process (a WAL replay
+restores the refs it finds and continues after the largest). Thread-safety: all
+methods take the registry's own lock; the returned arrays are fresh copies.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from vigil.model.labels import Labels
+from vigil.model.matchers import Matcher, MatchType
+
+_EMPTY = np.empty(0, dtype=np.int64)
+
+
+def _sorted_refs(refs: Iterable[int]) -> np.ndarray:
+    arr = np.fromiter(refs, dtype=np.int64)
+    arr.sort()
+    return arr
+
+
+class SeriesIndex:
+    """Labels <-> ref registry plus postings; see the module docstring for contracts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_labels: dict[Labels, int] = {}
+        self._labels: dict[int, Labels] = {}
+        # name -> value -> set of refs. Sets make deletion at garbage collection
+        # O(1); selections sort the (usually small) result once.
+        self._postings: dict[str, dict[str, set[int]]] = {}
+        self._next_ref = 1
+        # Regex results per (matcher, name), valid while the name's value set is
+        # unchanged: dashboards repeat the same regexes over a stable value set.
+        self._version: dict[str, int] = {}
+        self._value_cache: dict[tuple[object, ...], tuple[int, list[str]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    @property
+    def next_ref(self) -> int:
+        """The ref the next new series will get (all live refs are smaller)."""
+        return self._next_ref
+
+    def get_or_create(self, labels: Labels) -> tuple[int, bool]:
+        """Ref for `labels` and whether it was created by this call."""
+        ref = self._by_labels.get(labels)
+        if ref is not None:
+            return ref, False
+        with self._lock:
+            ref = self._by_labels.get(labels)
+            if ref is not None:
+                return ref, False
+            ref = self._next_ref
+            self._next_ref += 1
+            self._add(ref, labels)
+            return ref, True
+
+    def restore(self, ref: int, labels: Labels) -> None:
+        """Register `labels` under a known `ref` (WAL replay). Idempotent."""
+        with self._lock:
+            old = self._by_labels.get(labels)
+            if old == ref:
+                return
+            if old is not None:
+                # The same label set logged under two refs (a series GC'd and
+                # re-created before a crash): the newest ref wins, the old one
+                # becomes an alias so its samples still land somewhere.
+                self._remove(old)
+            self._add(ref, labels)
+            self._next_ref = max(self._next_ref, ref + 1)
+
+    def _add(self, ref: int, labels: Labels) -> None:
+        self._by_labels[labels] = ref
+        self._labels[ref] = labels
+        for name, value in labels:
+            values = self._postings.setdefault(name, {})
+            refs = values.get(value)
+            if refs is None:
+                refs = values[value] = set()
+                self._version[name] = self._version.get(name, 0) + 1
+            refs.add(ref)
+
+    def _remove(self, ref: int) -> None:
+        labels = self._labels.pop(ref)
+        if self._by_labels.get(labels) == ref:
+            del self._by_labels[labels]
+        for name, value in labels:
+            values = self._postings[name]
+            refs = values[value]
+            refs.discard(ref)
+            if not refs:
+                del values[value]
+                self._version[name] = self._version.get(name, 0) + 1
+                if not values:
+                    del self._postings[name]
+
+    def remove(self, refs: Iterable[int]) -> None:
+        """Forget these series (garbage collection after head truncation)."""
+        with self._lock:
+            for ref in refs:
+                if ref in self._labels:
+                    self._remove(ref)
+
+    def labels_of(self, ref: int) -> Labels | None:
+        return self._labels.get(ref)
+
+    def all_refs(self) -> np.ndarray:
+        with self._lock:
+            return _sorted_refs(self._labels)
+
+    def items(self) -> list[tuple[int, Labels]]:
+        with self._lock:
+            return list(self._labels.items())
+
+    # -- selection -------------------------------------------------------------
+
+    def _refs_for_values(self, name: str, pred: Matcher, want: bool) -> set[int]:
+        """Union of refs whose value of `name` satisfies (pred == want)."""
+        values = self._postings.get(name, {})
+        version = self._version.get(name, 0)
+        key = (pred.type, pred.name, pred.value, want)
+        hit = self._value_cache.get(key)
+        if hit is not None and hit[0] == version:
+            chosen = hit[1]
+        else:
+            chosen = [v for v in values if pred.matches(v) is want]
+            if len(self._value_cache) >= 1024:
+                self._value_cache.clear()
+            self._value_cache[key] = (version, chosen)
+        out: set[int] = set()
+        for value in chosen:
+            out |= values[value]
+        return out
+
+    def select(self, matchers: Sequence[Matcher]) -> np.ndarray:
+        """Sorted int64 refs of series matching every matcher (all series if none).
+
+        An absent label reads as the empty string, as in Prometheus: `a=""` selects
+        series without `a`, `a!=""` those with it, `a=~".*"` everything.
+        """
+        with self._lock:
+            result: set[int] | None = None
+            # Cheap, selective matchers first so later ones intersect small sets.
+            ordered = sorted(matchers, key=lambda m: (m.matches_empty(), m.is_regex()))
+            for m in ordered:
+                if result is not None and len(result) * 4 < len(self._postings.get(m.name, ())):
+                    # Few candidates left, many values: test the candidates' own
+                    # values instead of every value of the label.
+                    labels = self._labels
+                    result = {r for r in result if m.matches(labels[r].get(m.name))}
+                elif m.matches_empty():
+                    # Matches series lacking the label too: start from everything
+                    # (or the current result) and remove series whose value fails.
+                    base = set(self._labels) if result is None else result
+                    bad = self._refs_for_values(m.name, m, False)
+                    result = base - bad
+                elif m.type is MatchType.EQUAL:
+                    refs = self._postings.get(m.name, {}).get(m.value, set())
+                    result = set(refs) if result is None else result & refs
+                else:
+                    good = self._refs_for_values(m.name, m, True)
+                    result = good if result is None else result & good
+                if not result:
+                    return _EMPTY
+            if result is None:
+                result = set(self._labels)
+            return _sorted_refs(result)
+
+    # -- statistics ------------------------------------------------------------
+
+    def label_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._postings)
+
+    def label_values(self, name: str) -> list[str]:
+        with self._lock:
+            return sorted(self._postings.get(name, {}))
+
+    def postings_stats(self) -> dict[str, dict[str, int]]:
+        """name -> value -> number of series (a copy, for status pages)."""
+        with self._lock:
+            return {n: {v: len(r) for v, r in vals.items()} for n, vals in self._postings.items()}

@@ -1,0 +1,338 @@
+"""Backfill: turning timestamped samples into blocks, bypassing the WAL and head.
+
+`import_exposition` reads an OpenMetrics or Prometheus text file whose samples all
+carry timestamps (of any age), and `import_series` takes series directly. Both cut
+the samples into block-duration windows aligned to multiples of the duration and
+write one block per window, so they work on a data directory with no server
+running (a running server picks the blocks up at its next reload of blocks; they
+may overlap its own and are merged at query time and by vertical compaction).
+
+Memory is bounded by the largest window, not the input: parsed samples are
+spilled per window to files in a staging directory as 20-byte records, and each
+window is sorted and written on its own. Nothing becomes visible until the whole
+input parsed and every block was written: blocks are staged in
+``data_dir/.import-<ulid>.tmp/`` and only then renamed into the data directory.
+A malformed input therefore leaves no block behind; the final renames are
+per-block atomic (a crash during them can land a prefix of the windows, oldest
+first, each one complete).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import numpy as np
+
+from vigil.model.labels import Labels
+from vigil.storage.interface import SeriesData
+from vigil.tsdb.block import new_ulid, write_block
+
+_RECORD = np.dtype([("s", "<u4"), ("t", "<i8"), ("v", "<f8")])
+_PROGRESS_MIN_BYTES = 16 << 20
+OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+class BackfillError(ValueError):
+    """The input cannot be imported; `line` is its 1-based line number when known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message if line is None else f"line {line}: {message}")
+        self.line = line
+
+
+@dataclass
+class ImportReport:
+    """What an import wrote. Times are inclusive ms; `seconds` is wall time."""
+
+    blocks: list[Path] = field(default_factory=list)
+    samples: int = 0
+    series: int = 0
+    duplicates: int = 0  # samples dropped for repeating a (series, timestamp); last wins
+    mint: int | None = None
+    maxt: int | None = None
+    seconds: float = 0.0
+
+
+class _Backfill:
+    """Spills samples per window, then writes each window as one block."""
+
+    def __init__(self, staging: Path, block_duration_ms: int) -> None:
+        if block_duration_ms <= 0:
+            raise ValueError(f"block duration must be positive, got {block_duration_ms} ms")
+        self.staging = staging
+        self.duration = block_duration_ms
+        self.labels: list[Labels] = []
+        self._ids: dict[Labels, int] = {}
+        self._spills: dict[int, IO[bytes]] = {}
+        self._stack = ExitStack()
+        self.samples = 0
+
+    def series_id(self, labels: Labels) -> int:
+        sid = self._ids.get(labels)
+        if sid is None:
+            if not labels:
+                raise BackfillError("a sample has no labels")
+            sid = self._ids[labels] = len(self.labels)
+            self.labels.append(labels)
+        return sid
+
+    def add(self, sids: np.ndarray, ts: np.ndarray, vs: np.ndarray) -> None:
+        """Spill samples (any order): series ids from `series_id`, int64 ms, float64."""
+        if ts.size == 0:
+            return
+        rec = np.empty(ts.size, dtype=_RECORD)
+        rec["s"], rec["t"], rec["v"] = sids, ts, vs
+        win = ts // self.duration
+        first = int(win[0])
+        if bool(np.all(win == first)):
+            self._spill(first).write(rec.tobytes())
+        else:
+            for w in np.unique(win).tolist():
+                self._spill(int(w)).write(rec[win == w].tobytes())
+        self.samples += int(ts.size)
+
+    def _spill(self, window: int) -> IO[bytes]:
+        fh = self._spills.get(window)
+        if fh is None:
+            path = self.staging / f"window-{window}.spill"
+            fh = self._spills[window] = self._stack.enter_context(path.open("wb"))
+        return fh
+
+    def write_blocks(
+        self, report: ImportReport, on_window: Callable[[], None] | None = None
+    ) -> list[Path]:
+        """Write one staged block per window, oldest first; returns their paths."""
+        self._stack.close()
+        rank = np.empty(len(self.labels), dtype=np.int64)
+        order = sorted(range(len(self.labels)), key=self.labels.__getitem__)
+        rank[order] = np.arange(len(order))
+        by_rank = np.asarray(order, dtype=np.int64)
+        paths = []
+        seen: set[int] = set()
+        for window in sorted(self._spills):
+            spill = self.staging / f"window-{window}.spill"
+            rec = np.fromfile(spill, dtype=_RECORD)
+            spill.unlink()
+            key = rank[rec["s"]]
+            # lexsort is stable, so among equal (series, time) the last read wins.
+            idx = np.lexsort((rec["t"], key))
+            key, ts, vs = key[idx], rec["t"][idx], rec["v"][idx]
+            del rec, idx
+            last = np.ones(ts.size, dtype=bool)
+            last[:-1] = (key[1:] != key[:-1]) | (ts[1:] != ts[:-1])
+            report.duplicates += int(ts.size - np.count_nonzero(last))
+            if not last.all():
+                key, ts, vs = key[last], ts[last], vs[last]
+            bounds = np.flatnonzero(np.diff(key)) + 1
+            starts = np.concatenate(([0], bounds)).tolist()
+            stops = np.concatenate((bounds, [key.size])).tolist()
+            ranks = key[starts]
+            seen.update(by_rank[ranks].tolist())
+            labels = [self.labels[i] for i in by_rank[ranks].tolist()]
+            mint, maxt = int(ts.min()), int(ts.max())
+            paths.append(
+                write_block(self.staging, _slices(labels, starts, stops, ts, vs), mint, maxt)
+            )
+            report.samples += int(ts.size)
+            report.mint = mint if report.mint is None else min(report.mint, mint)
+            report.maxt = maxt if report.maxt is None else max(report.maxt, maxt)
+            if on_window is not None:
+                on_window()
+        report.series = len(seen)
+        return paths
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def _slices(
+    labels: list[Labels], starts: list[int], stops: list[int], ts: np.ndarray, vs: np.ndarray
+) -> Iterator[SeriesData]:
+    for ls, a, b in zip(labels, starts, stops, strict=True):
+        yield SeriesData(ls, ts[a:b], vs[a:b])
+
+
+def _land(staged: list[Path], data_dir: Path, report: ImportReport) -> None:
+    for p in staged:
+        dest = data_dir / p.name
+        p.rename(dest)
+        report.blocks.append(dest)
+
+
+def import_series(
+    series: Iterable[SeriesData], data_dir: Path, *, block_duration_ms: int = 7_200_000
+) -> ImportReport:
+    """Write `series` (any order; the same labels may repeat, last sample wins on
+    equal timestamps) as blocks in `data_dir`, one per aligned window."""
+    started = time.monotonic()
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    staging = data_dir / f".import-{new_ulid()}.tmp"
+    staging.mkdir()
+    report = ImportReport()
+    bf = _Backfill(staging, block_duration_ms)
+    try:
+        for s in series:
+            ts = np.asarray(s.timestamps, dtype=np.int64)
+            vs = np.asarray(s.values, dtype=np.float64)
+            if ts.size != vs.size:
+                raise BackfillError(f"series {s.labels}: {ts.size} timestamps, {vs.size} values")
+            bf.add(np.full(ts.size, bf.series_id(s.labels), dtype=np.uint32), ts, vs)
+        _land(bf.write_blocks(report), data_dir, report)
+    finally:
+        bf.close()
+        shutil.rmtree(staging, ignore_errors=True)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+class _CountingReader:
+    """Wraps a binary stream and reports bytes read (for the progress bar)."""
+
+    def __init__(self, raw: BinaryIO, advance: Callable[[int], None]) -> None:
+        self._raw = raw
+        self._advance = advance
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self._advance(len(data))
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        got = self._raw.readinto(buf)  # type: ignore[attr-defined]
+        self._advance(got or 0)
+        return got or 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+def _sniff_openmetrics(fh: BinaryIO) -> bool:
+    """True when a seekable stream ends with OpenMetrics' mandatory ``# EOF``."""
+    try:
+        pos = fh.tell()
+        fh.seek(0, 2)
+        end = fh.tell()
+        fh.seek(max(pos, end - 64))
+        tail = fh.read()
+        fh.seek(pos)
+    except (OSError, ValueError):
+        return False
+    return tail.rstrip(b"\r\n").endswith(b"# EOF")
+
+
+def _stream_size(fh: BinaryIO) -> int | None:
+    try:
+        pos = fh.tell()
+        end = fh.seek(0, 2)
+        fh.seek(pos)
+        return int(end - pos)
+    except (OSError, ValueError):
+        return None
+
+
+def import_exposition(
+    source: BinaryIO | Path,
+    data_dir: Path,
+    *,
+    content_type: str | None = None,
+    block_duration_ms: int = 7_200_000,
+    progress: bool = False,
+) -> ImportReport:
+    """Import a text exposition (OpenMetrics or Prometheus) with timestamps into blocks.
+
+    Every sample must carry a timestamp; one without raises BackfillError naming it
+    and nothing is written. Parse errors are re-raised as BackfillError with the
+    line. `content_type` picks the parser; when None, a seekable input ending in
+    ``# EOF`` is read as OpenMetrics, anything else as Prometheus text. With
+    `progress`, a rich progress bar goes to stderr for inputs over 16 MiB.
+    """
+    from vigil.scrape import exposition  # late: the scrape package is optional here
+
+    started = time.monotonic()
+    data_dir = Path(data_dir)
+    with ExitStack() as stack:
+        fh: BinaryIO = (
+            stack.enter_context(open(source, "rb")) if isinstance(source, Path) else source
+        )
+        if content_type is None and _sniff_openmetrics(fh):
+            content_type = OPENMETRICS_TYPE
+        size = _stream_size(fh)
+        bar = None
+        if progress and size is not None and size >= _PROGRESS_MIN_BYTES:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            bar = stack.enter_context(
+                Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    DownloadColumn(),
+                    TimeRemainingColumn(),
+                    console=Console(stderr=True),
+                )
+            )
+            task = bar.add_task("parsing", total=size)
+            fh = _CountingReader(fh, lambda n: bar.advance(task, n))  # type: ignore[assignment]
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        staging = data_dir / f".import-{new_ulid()}.tmp"
+        staging.mkdir()
+        stack.callback(shutil.rmtree, staging, True)
+        bf = _Backfill(staging, block_duration_ms)
+        stack.callback(bf.close)
+        report = ImportReport()
+        seen_keys: dict[str, int] = {}
+        ordinal = 0
+        try:
+            for exp in exposition.iter_parse(fh, content_type):
+                ts = np.asarray(exp.timestamps, dtype=np.int64)
+                missing = np.flatnonzero(ts == exposition.NO_TIMESTAMP)
+                if missing.size:
+                    i = int(missing[0])
+                    raise BackfillError(
+                        f"sample {ordinal + i + 1} ({exp.keys[i]}) has no timestamp; "
+                        "a backfill needs a timestamp on every sample",
+                        _line_of(exp, i),
+                    )
+                sids = np.empty(ts.size, dtype=np.uint32)
+                for i, key in enumerate(exp.keys):
+                    sid = seen_keys.get(key)
+                    if sid is None:
+                        sid = seen_keys[key] = bf.series_id(exposition.labels_of(key))
+                    sids[i] = sid
+                bf.add(sids, ts, np.asarray(exp.values, dtype=np.float64))
+                ordinal += ts.size
+        except exposition.ExpositionError as exc:
+            raise BackfillError(exc.message, exc.line) from None
+        if bar is not None:
+            wtask = bar.add_task("writing blocks", total=len(bf._spills))
+            staged = bf.write_blocks(report, lambda: bar.advance(wtask, 1))
+        else:
+            staged = bf.write_blocks(report)
+        _land(staged, data_dir, report)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _line_of(exp: Any, i: int) -> int | None:
+    """The line of sample `i` when the parser records sample lines (optional)."""
+    lines = getattr(exp, "lines", None)
+    if lines is None:
+        return None
+    try:
+        return int(lines[i])
+    except (IndexError, TypeError, ValueError):
+        return None

@@ -1,0 +1,258 @@
+"""Blocks: write/open round trips, matcher selection, clipping, corruption, atomicity."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vigil.model.labels import Labels
+from vigil.model.matchers import Matcher, MatchType
+from vigil.model.samples import STALE_NAN
+from vigil.storage.interface import SeriesData
+from vigil.storage.memory import MemoryStorage
+from vigil.tsdb import block as block_mod
+from vigil.tsdb.block import (
+    Block,
+    CorruptBlockError,
+    is_ulid,
+    new_ulid,
+    ulid_time,
+    write_block,
+)
+
+T0 = 1_700_000_000_000
+SPECIALS = [np.nan, STALE_NAN, np.inf, -np.inf, -0.0]
+
+
+def make_series(seed: int, n_series: int = 120, max_len: int = 900) -> list[SeriesData]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n_series):
+        n = int(rng.choice([0, 1, 2, int(rng.integers(3, max_len))]))
+        ts = T0 + np.cumsum(rng.integers(1, 60_000, n))
+        kind = i % 3
+        if kind == 0:
+            vs = np.cumsum(rng.poisson(30, n)).astype(np.float64)
+        elif kind == 1:
+            vs = np.round(rng.normal(50, 10, n), 3)
+        else:
+            vs = rng.normal(size=n)
+        if n:
+            vs[rng.integers(0, n, max(1, n // 50))] = rng.choice(SPECIALS)
+        labels = {
+            "__name__": ["up", "http_requests_total", "mem_bytes"][kind],
+            "job": ["api", "db", "web"][i % 3 if i % 5 else 0],
+            "instance": f"host-{i % 17}",
+            "i": str(i),
+        }
+        if i % 4 == 0:
+            labels["env"] = "prod" if i % 8 else "dev"
+        out.append(SeriesData(Labels.from_dict(labels), ts.astype(np.int64), vs))
+    out.sort(key=lambda s: s.labels)
+    return out
+
+
+def to_memory(series: list[SeriesData]) -> MemoryStorage:
+    mem = MemoryStorage()
+    app = mem.appender()
+    for s in series:
+        for t, v in zip(s.timestamps.tolist(), s.values.tolist(), strict=True):
+            app.append(s.labels, t, v)
+    app.commit()
+    return mem
+
+
+def assert_same(got: list[SeriesData], want: list[SeriesData]) -> None:
+    assert [g.labels for g in got] == [w.labels for w in want]
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g.timestamps, w.timestamps), g.labels
+        assert np.array_equal(g.values.view(np.uint64), w.values.view(np.uint64)), g.labels
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small chunks exercise series spanning chunks and chunks spanning series.
+    monkeypatch.setattr(block_mod, "CHUNK_TARGET_SAMPLES", 97)
+
+
+ALL = (0, 2**62)
+
+
+def test_roundtrip_random_series(tmp_path: Path, small_chunks: None) -> None:
+    series = make_series(1)
+    path = write_block(tmp_path, series, T0, T0 + 10**10)
+    assert path.parent == tmp_path and is_ulid(path.name)
+    assert not list(tmp_path.glob("*.tmp"))
+    with Block.open(path) as b:
+        nonempty = [s for s in series if s.timestamps.size]
+        assert b.meta.num_series == len(nonempty)
+        assert b.meta.num_samples == sum(s.timestamps.size for s in nonempty)
+        assert b.meta.level == 1 and b.meta.sources == (path.name,)
+        assert b.meta.size_bytes == sum(f.stat().st_size for f in path.iterdir())
+        q = b.querier(*ALL)
+        assert_same(q.select([], *ALL), nonempty)
+        assert_same(list(b.iter_series()), nonempty)
+        b.verify()
+        q.close()
+
+
+MATCHERS = [
+    [Matcher(MatchType.EQUAL, "__name__", "up")],
+    [Matcher(MatchType.EQUAL, "job", "api"), Matcher(MatchType.NOT_EQUAL, "instance", "host-3")],
+    [Matcher(MatchType.EQUAL, "env", "")],
+    [Matcher(MatchType.NOT_EQUAL, "env", "")],
+    [Matcher(MatchType.NOT_EQUAL, "env", "prod")],
+    [Matcher(MatchType.REGEX, "instance", "host-1.*")],
+    [Matcher(MatchType.REGEX, "env", "prod|")],
+    [Matcher(MatchType.NOT_REGEX, "env", "d.*")],
+    [Matcher(MatchType.NOT_REGEX, "job", "api|db"), Matcher(MatchType.REGEX, "i", "[0-9]")],
+    [Matcher(MatchType.EQUAL, "nope", "x")],
+    [Matcher(MatchType.EQUAL, "job", "missing")],
+    [Matcher(MatchType.REGEX, "__name__", ".+")],
+]
+
+
+@pytest.mark.parametrize("matchers", MATCHERS, ids=lambda ms: ",".join(map(str, ms)))
+def test_select_matches_memory_storage(
+    tmp_path: Path, small_chunks: None, matchers: list[Matcher]
+) -> None:
+    series = make_series(2)
+    mem = to_memory(series).querier(*ALL)
+    with Block.open(write_block(tmp_path, series, T0, T0 + 10**10)) as b:
+        q = b.querier(*ALL)
+        for mint, maxt in [ALL, (T0 + 3_000_000, T0 + 9_000_000), (T0 + 5, T0 + 5)]:
+            assert_same(q.select(matchers, mint, maxt), mem.select(matchers, mint, maxt))
+            assert q.series(matchers, mint, maxt) == mem.series(matchers, mint, maxt)
+        assert q.label_names(matchers) == mem.label_names(matchers)
+        for name in ("job", "env", "instance", "nope"):
+            assert q.label_values(name, matchers) == mem.label_values(name, matchers)
+        q.close()
+
+
+def test_time_clipping_and_gaps(tmp_path: Path, small_chunks: None) -> None:
+    ts = np.concatenate([np.arange(0, 1000, 10), np.arange(5000, 6000, 10)]).astype(np.int64)
+    s = SeriesData(Labels.from_dict({"__name__": "a"}), ts, ts.astype(np.float64))
+    with Block.open(write_block(tmp_path, [s], 0, 9999)) as b:
+        q = b.querier(0, 9999)
+        (got,) = q.select([], 995, 5000)
+        assert got.timestamps.tolist() == [5000]
+        (got,) = q.select([], 990, 5010)
+        assert got.timestamps.tolist() == [990, 5000, 5010]
+        assert q.select([], 1000, 4999) == []
+        assert q.series([], 1000, 4999) == []
+        assert q.series([], 2000, 5000) == [s.labels]
+        assert q.select([], 7000, 8000) == []
+        q.close()
+
+
+def test_write_rejects_bad_input_and_leaves_nothing(tmp_path: Path) -> None:
+    a = Labels.from_dict({"__name__": "a"})
+    b = Labels.from_dict({"__name__": "b"})
+    one = np.array([1], dtype=np.int64)
+    v = np.array([1.0])
+    cases = [
+        ([SeriesData(b, one, v), SeriesData(a, one, v)], "not sorted"),
+        ([SeriesData(a, one, v), SeriesData(a, one + 1, v)], "given twice"),
+        ([SeriesData(a, np.array([1, 1]), np.array([1.0, 2.0]))], "index 1"),
+        ([SeriesData(a, np.array([50]), v)], "outside the block range"),
+        ([SeriesData(a, one, np.array([1.0, 2.0]))], "1 timestamps but 2 values"),
+        ([SeriesData(Labels(), one, v)], "no labels"),
+    ]
+    for series, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            write_block(tmp_path, series, 0, 10)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="empty"):
+        write_block(tmp_path, [], 10, 0)
+
+
+def test_empty_block(tmp_path: Path) -> None:
+    with Block.open(write_block(tmp_path, [], 0, 10)) as b:
+        q = b.querier(0, 10)
+        assert q.select([], 0, 10) == [] and q.label_names() == []
+        assert q.label_values("x") == []
+        q.close()
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def test_corruption_in_index_is_named(tmp_path: Path) -> None:
+    path = write_block(tmp_path, make_series(3), T0, T0 + 10**10)
+    size = (path / "index").stat().st_size
+    for offset in (0, 9, 20, size // 2, size - 1):
+        blk = tmp_path / f"copy{offset}"
+        blk.mkdir()
+        for f in path.iterdir():
+            (blk / f.name).write_bytes(f.read_bytes())
+        _flip(blk / "index", offset)
+        with pytest.raises(CorruptBlockError) as err:
+            Block.open(blk)
+        assert str(blk / "index") in str(err.value)
+
+
+def test_corruption_in_chunks_is_named(tmp_path: Path) -> None:
+    path = write_block(tmp_path, make_series(4), T0, T0 + 10**10)
+    _flip(path / "chunks", 2)
+    with pytest.raises(CorruptBlockError, match="bad magic"):
+        Block.open(path)
+    _flip(path / "chunks", 2)
+    _flip(path / "chunks", (path / "chunks").stat().st_size // 2)
+    with Block.open(path) as b:
+        q = b.querier(*ALL)
+        with pytest.raises(CorruptBlockError, match=r"chunks: chunk \d+ at offset \d+: checksum"):
+            q.select([], *ALL)
+        with pytest.raises(CorruptBlockError, match="checksum"):
+            b.verify()
+        q.close()
+    with open(path / "chunks", "r+b") as fh:
+        fh.truncate(100)
+    with pytest.raises(CorruptBlockError, match="truncated"):
+        Block.open(path)
+
+
+def test_corrupt_or_missing_meta(tmp_path: Path) -> None:
+    path = write_block(tmp_path, make_series(5, n_series=5), T0, T0 + 10**10)
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text("{not json")
+    with pytest.raises(CorruptBlockError, match=r"meta\.json"):
+        Block.open(path)
+    meta["stats"]["numSamples"] += 1
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptBlockError, match=r"index: holds"):
+        Block.open(path)
+    meta["minTime"] = "soon"
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptBlockError, match="minTime is not an integer"):
+        Block.open(path)
+    os.remove(path / "index")
+    with pytest.raises(CorruptBlockError, match="index: missing"):
+        Block.open(path)
+
+
+def test_close_waits_for_queriers(tmp_path: Path) -> None:
+    b = Block.open(write_block(tmp_path, make_series(6, n_series=10), T0, T0 + 10**10))
+    q = b.querier(*ALL)
+    b.close()
+    assert q.select([], *ALL)  # still readable: the block closes after its querier
+    with pytest.raises(RuntimeError, match="closed"):
+        b.querier(*ALL)
+    q.close()
+    with pytest.raises(RuntimeError, match="after close"):
+        q.select([], *ALL)
+    b.close()
+
+
+def test_ulids_sort_by_time() -> None:
+    ids = [new_ulid() for _ in range(200)]
+    assert ids == sorted(ids) and len(set(ids)) == 200
+    assert all(is_ulid(u) for u in ids)
+    late = new_ulid(now_ms=2**46)
+    assert ulid_time(late) == 2**46 and late > ids[-1]
