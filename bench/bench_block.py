@@ -4,6 +4,7 @@ Data: `bench/datagen.py`'s families (counters, gauges with noise, histogram
 buckets), 10k series x 6 h at 15 s by default, timestamps jittered by up to 40 ms.
 
     python bench/bench_block.py [--series 10000] [--hours 6] [--interval 15]
+    python bench/bench_block.py --import-file /tmp/data.om   # also time a backfill
 """
 
 from __future__ import annotations
@@ -44,6 +45,43 @@ def build(n_series: int, hours: float, interval_s: int) -> tuple[list[SeriesData
     return [out[k] for k in sorted(out)], start, int(base[-1]) + 40
 
 
+def write_openmetrics(series: list[SeriesData], path: Path) -> None:
+    """The same data as OpenMetrics text with timestamps (seconds, ms precision)."""
+    with open(path, "w") as fh:
+        last_family = ""
+        for s in series:
+            name = s.labels.metric_name
+            if name != last_family:
+                family = name.removesuffix("_total") if name.endswith("_total") else name
+                kind = "counter" if name.endswith("_total") else "gauge"
+                fh.write(f"# TYPE {family} {kind}\n")
+                last_family = name
+            inner = ",".join(f'{k}="{v}"' for k, v in s.labels if k != "__name__")
+            key = f"{name}{{{inner}}}"
+            fh.writelines(
+                f"{key} {v:.17g} {t / 1000:.3f}\n"
+                for t, v in zip(s.timestamps.tolist(), s.values.tolist(), strict=True)
+            )
+        fh.write("# EOF\n")
+
+
+def time_import(series: list[SeriesData], path: Path) -> None:
+    from vigil.tsdb.importer import import_exposition
+
+    if not path.exists():
+        t = time.perf_counter()
+        write_openmetrics(series, path)
+        print(f"import: wrote {path} in {time.perf_counter() - t:.1f} s")
+    size = path.stat().st_size
+    with tempfile.TemporaryDirectory() as d:
+        rep = import_exposition(path, Path(d), progress=True)
+    print(
+        f"import: {rep.samples:,} samples, {rep.series} series, {len(rep.blocks)} blocks from "
+        f"{size / 2**20:.0f} MiB in {rep.seconds:.1f} s ({rep.samples / rep.seconds / 1e6:.2f} "
+        "M samples/s)"
+    )
+
+
 def best(fn, repeat: int = 5) -> float:  # type: ignore[no-untyped-def]
     times = []
     for _ in range(repeat):
@@ -58,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--series", type=int, default=10_000)
     ap.add_argument("--hours", type=float, default=6.0)
     ap.add_argument("--interval", type=int, default=15)
+    ap.add_argument("--import-file", type=Path, help="OpenMetrics file to (create and) import")
     args = ap.parse_args(argv)
 
     t = time.perf_counter()
@@ -111,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"iter_series (compaction read path): {it:.2f} s ({m / it / 1e6:.1f} M samples/s)")
         q.close()
         block.close()
+    if args.import_file:
+        time_import(series, args.import_file)
     return 0
 
 

@@ -420,6 +420,26 @@ alerting:
     assert loaded.config.scrape_configs[0].static_configs[0].targets == ("a:1",)
 
 
+def test_null_sections_mean_defaults() -> None:
+    cfg = load_config(
+        "global:\nrule_files:\nscrape_configs:\n  - job_name: a\n    static_configs:\n"
+    ).config
+    assert cfg.global_config.scrape_interval == 60_000
+    assert cfg.rule_files == () and cfg.scrape_configs[0].static_configs == ()
+
+
+def test_scrape_config_files_warns() -> None:
+    loaded = load_config("scrape_config_files: [extra/*.yml]\n", "p.yml")
+    assert loaded.warnings == [
+        "p.yml:1: scrape_config_files is not supported by Vigil yet; put those scrape configs under scrape_configs"
+    ]
+
+
+def test_to_yaml_lists_job_name_first() -> None:
+    out = load_config("scrape_configs: [{job_name: a}]").config.to_yaml()
+    assert "scrape_configs:\n- job_name: a\n" in out
+
+
 def test_yaml_anchors_and_merge_keys() -> None:
     text = """
 x-common: &common
@@ -555,3 +575,25 @@ def test_promtool_agrees(tmp_path: Path, name: str, ok: bool, text: str) -> None
 
 def test_duration_type_identity() -> None:
     assert _D is Duration
+
+
+def test_with_self_scrape_adds_vigil_job() -> None:
+    from vigil.config import with_self_scrape
+
+    cfg = load_config("global: {scrape_interval: 5s}\nscrape_configs: [{job_name: a}]").config
+    out = with_self_scrape(cfg, "127.0.0.1:9090")
+    job = out.scrape_config("vigil")
+    assert job is not None and job.static_configs[0].targets == ("127.0.0.1:9090",)
+    assert (job.scrape_interval, job.scrape_timeout, job.metrics_path) == (5_000, 5_000, "/metrics")
+    assert with_self_scrape(out, "x:1") is out  # already present
+    off = load_config("vigil: {self_scrape: false}").config
+    assert with_self_scrape(off, "x:1") is off
+
+
+def test_parse_helpers() -> None:
+    from vigil.config import parse_duration_ms, parse_size_bytes
+
+    assert parse_duration_ms("1m30s") == 90_000
+    assert parse_size_bytes("1GB") == 1 << 30
+    with pytest.raises(ValueError, match="not a valid duration"):
+        parse_duration_ms("soon")

@@ -303,7 +303,7 @@ def _reload_logged(vigil: Vigil) -> None:
 def import_into_data_dir(file: Path, data_dir: Path, fmt: str) -> int:
     """`vigil import`: write blocks straight into a data dir no server is using."""
     from vigil.tsdb.importer import import_exposition
-    from vigil.tsdb.lock import DataDirLock, DataDirLockedError
+    from vigil.tsdb.lock import DataDirLockedError, DirLock
 
     content_type = {
         "openmetrics": "application/openmetrics-text; version=1.0.0",
@@ -321,7 +321,8 @@ def import_into_data_dir(file: Path, data_dir: Path, fmt: str) -> int:
         content_type = "application/openmetrics-text; version=1.0.0" if is_om else "text/plain"
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        lock = DataDirLock.acquire(data_dir)
+        lock = DirLock(data_dir)
+        lock.acquire()
     except DataDirLockedError as exc:
         print(f"vigil import: {exc}", file=sys.stderr)
         return 1

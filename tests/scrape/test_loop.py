@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -44,7 +45,9 @@ async def scrape_loop(
 ) -> AsyncIterator[ScrapeLoop]:
     cfg = make_cfg(**kw)
     group = Labels.from_dict(extra or {})
-    target = targets_from_group(cfg, "0", [Labels.from_dict({"__address__": server.address})], group).active[0]
+    target = targets_from_group(
+        cfg, "0", [Labels.from_dict({"__address__": server.address})], group
+    ).active[0]
     from vigil.scrape.http_client import AuthSettings
 
     async with make_client(cfg) as client:
@@ -100,7 +103,9 @@ def test_good_target_samples_and_report_series(server: StaticTarget) -> None:
     run(go())
     inst = server.address
     reqs = samples(store, "http_requests_total")
-    key = Labels.from_dict({"__name__": "http_requests_total", "code": "200", "instance": inst, "job": "j"})
+    key = Labels.from_dict(
+        {"__name__": "http_requests_total", "code": "200", "instance": inst, "job": "j"}
+    )
     assert reqs[key] == [(T0, 10.0), (T0 + 1000, 10.0)]
     assert one(store, "temperature_celsius") == [(T0, 21.5), (T0 + 1000, 21.5)]
     assert one(store, "up") == [(T0, 1.0), (T0 + 1000, 1.0)]
@@ -230,7 +235,9 @@ def test_label_limits(server: StaticTarget) -> None:
         async with scrape_loop(server, store, **kw) as lp:
             return (await lp.scrape_once(T0)).error
 
-    assert run(go(label_limit=5)) == "label_limit exceeded (metric: m, number of labels: 6, limit: 5)"
+    assert (
+        run(go(label_limit=5)) == "label_limit exceeded (metric: m, number of labels: 6, limit: 5)"
+    )
     server.set("/metrics", b'm{long_label_name="1"} 1\n')
     assert run(go(label_name_length_limit=10)) == (
         "label_name_length_limit exceeded (metric: m, label name: long_label_name, length: 15, limit: 10)"
@@ -253,7 +260,9 @@ def test_honor_labels_both_ways(server: StaticTarget) -> None:
             await lp.scrape_once(T0)
 
     run(go())
-    assert [lb.to_dict() for lb in samples(honored, "m")] == [{"__name__": "m", "job": "scraped", "instance": "i2"}]
+    assert [lb.to_dict() for lb in samples(honored, "m")] == [
+        {"__name__": "m", "job": "scraped", "instance": "i2"}
+    ]
     assert [lb.to_dict() for lb in samples(renamed, "m")] == [
         {
             "__name__": "m",
@@ -267,7 +276,9 @@ def test_honor_labels_both_ways(server: StaticTarget) -> None:
 
 def test_exported_prefix_repeats_until_free() -> None:
     scraped = Labels.from_dict({"__name__": "m", "job": "a", "exported_job": "b"})
-    got = merge_target_labels(scraped, Labels.from_dict({"job": "t", "exported_job": "u"}), honor=False)
+    got = merge_target_labels(
+        scraped, Labels.from_dict({"job": "t", "exported_job": "u"}), honor=False
+    )
     # Shorter names first: job -> exported_exported_job, then exported_job moves one further.
     assert got.to_dict() == {
         "__name__": "m",
@@ -352,7 +363,13 @@ def test_mark_stale_on_end(server: StaticTarget) -> None:
 def test_metric_relabel_drop(server: StaticTarget) -> None:
     server.set("/metrics", BODY)
     store = MemoryStorage()
-    rc = [{"source_labels": ["__name__", "code"], "regex": "http_requests_total;500", "action": "drop"}]
+    rc = [
+        {
+            "source_labels": ["__name__", "code"],
+            "regex": "http_requests_total;500",
+            "action": "drop",
+        }
+    ]
 
     async def go() -> None:
         async with scrape_loop(server, store, metric_relabel_configs=rc) as lp:
@@ -398,7 +415,9 @@ def test_basic_auth_and_bearer(server: StaticTarget, tmp_path: Any) -> None:
         "server returned HTTP status 401 Unauthorized"
     )
     assert run(go(metrics_path="/bearer", authorization={"credentials": "s3cret"})) is None
-    assert run(go(metrics_path="/bearer", authorization={"credentials_file": str(token_file)})) is None
+    assert (
+        run(go(metrics_path="/bearer", authorization={"credentials_file": str(token_file)})) is None
+    )
     assert run(go(metrics_path="/bearer", bearer_token="s3cret")) is None
     missing = tmp_path / "missing"
     err = run(go(metrics_path="/bearer", authorization={"credentials_file": str(missing)}))
@@ -406,8 +425,10 @@ def test_basic_auth_and_bearer(server: StaticTarget, tmp_path: Any) -> None:
 
 
 def test_openmetrics_body(server: StaticTarget) -> None:
-    body = b"# TYPE c counter\n# UNIT c seconds\nc_seconds_total 1.5\n# EOF\n"
-    server.set("/metrics", body, content_type="application/openmetrics-text; version=1.0.0; charset=utf-8")
+    body = b"# TYPE c_seconds counter\n# UNIT c_seconds seconds\nc_seconds_total 1.5\n# EOF\n"
+    server.set(
+        "/metrics", body, content_type="application/openmetrics-text; version=1.0.0; charset=utf-8"
+    )
     store = MemoryStorage()
 
     async def go() -> None:
@@ -440,8 +461,115 @@ def test_cache_compaction_keeps_working(server: StaticTarget) -> None:
 def test_process_never_raises_on_bad_bytes() -> None:
     store = MemoryStorage()
     cfg = make_cfg()
-    target = targets_from_group(cfg, "0", [Labels.from_dict({"__address__": "h:1"})], Labels.EMPTY).active[0]
+    target = targets_from_group(
+        cfg, "0", [Labels.from_dict({"__address__": "h:1"})], Labels.EMPTY
+    ).active[0]
     lp = ScrapeLoop(target, store, LoopOptions.from_config(cfg))
     out = lp.process(b"\xff\xfe garbage", None, T0)
     assert out.error is not None and out.error.startswith("line 1")
     assert np.isclose(one(store, "up")[0][1], 0.0)
+
+
+def test_empty_body_marks_series_stale_but_is_up(server: StaticTarget) -> None:
+    server.set("/metrics", b"a 1\n")
+    store = MemoryStorage()
+
+    async def go() -> None:
+        async with scrape_loop(server, store) as lp:
+            await lp.scrape_once(T0)
+            server.set("/metrics", b"")
+            out = await lp.scrape_once(T0 + 1000)
+            assert out.error is None and out.stale_markers == 1
+
+    run(go())
+    assert is_stale(one(store, "a")[-1][1])
+    assert [v for _, v in one(store, "up")] == [1.0, 1.0]
+
+
+def test_inherit_with_changed_relabeling_marks_dropped_series(server: StaticTarget) -> None:
+    server.set("/metrics", b"a 1\nb 2\n")
+    store = MemoryStorage()
+    rc = [{"source_labels": ["__name__"], "regex": "b", "action": "drop"}]
+
+    async def go() -> None:
+        async with scrape_loop(server, store) as old:
+            await old.scrape_once(T0)
+            async with scrape_loop(server, store, metric_relabel_configs=rc) as new:
+                new.inherit(old)
+                assert old.mark_stale(T0 + 500) == 0  # its series now belong to `new`
+                out = await new.scrape_once(T0 + 1000)
+                assert out.stale_markers == 1 and out.post_relabel == 1
+
+    run(go())
+    assert is_stale(one(store, "b")[-1][1])
+    assert [v for _, v in one(store, "a")] == [1.0, 1.0]
+    assert len(one(store, "up")) == 2  # the report series continue, no markers
+
+
+def _tls_material(tmp: Any) -> tuple[str, ssl.SSLContext]:
+    """A throwaway CA and a server certificate for 127.0.0.1, signed by it."""
+    crypto = pytest.importorskip("cryptography")
+    del crypto
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def cert(subject: str, key: Any, issuer: str, issuer_key: Any, ca: bool) -> x509.Certificate:
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            b = b.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+        return b.sign(issuer_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = cert("test-ca", ca_key, "test-ca", ca_key, True)
+    srv_key = ec.generate_private_key(ec.SECP256R1())
+    srv_cert = cert("127.0.0.1", srv_key, "test-ca", ca_key, False)
+    ca_file, cert_file, key_file = tmp / "ca.pem", tmp / "srv.pem", tmp / "srv.key"
+    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(srv_cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        srv_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert_file), str(key_file))
+    return str(ca_file), ctx
+
+
+def test_https_with_tls_config(tmp_path: Any) -> None:
+    ca_file, server_ctx = _tls_material(tmp_path)
+    store = MemoryStorage()
+    with StaticTarget(tls=server_ctx) as srv:
+        srv.set("/metrics", b"secure 1\n")
+
+        async def go(**kw: Any) -> str | None:
+            async with scrape_loop(srv, store, scheme="https", **kw) as lp:
+                assert lp.target.url.startswith("https://")
+                return (await lp.scrape_once(T0)).error
+
+        assert run(go(tls_config={"ca_file": ca_file})) is None
+        err = run(go())
+        assert err is not None and "CERTIFICATE_VERIFY_FAILED" in err.upper().replace(" ", "_")
+        assert run(go(tls_config={"insecure_skip_verify": True})) is None
+    assert one(store, "secure")[0] == (T0, 1.0)

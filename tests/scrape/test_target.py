@@ -29,10 +29,6 @@ def cfg(**kw: Any) -> ScrapeConfig:
     return ScrapeConfig.model_validate(base)
 
 
-def L(**kw: str) -> Labels:
-    return Labels.from_dict({k.replace("XX", "__"): v for k, v in kw.items()})
-
-
 def lab(d: dict[str, str]) -> Labels:
     return Labels.from_dict(d)
 
@@ -130,7 +126,11 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str], dict[str, str], dict[str,
 
 @pytest.mark.parametrize(("case", "kw", "tl", "gl", "want"), CASES, ids=[c[0] for c in CASES])
 def test_populate_labels_table(
-    case: str, kw: dict[str, Any], tl: dict[str, str], gl: dict[str, str], want: dict[str, str] | None
+    case: str,
+    kw: dict[str, Any],
+    tl: dict[str, str],
+    gl: dict[str, str],
+    want: dict[str, str] | None,
 ) -> None:
     c = cfg(**kw)
     got = populate_labels(c, discovered_labels(c, lab(tl), lab(gl)))
@@ -146,8 +146,18 @@ ERRORS = [
         {"__address__": "h:1", "__scrape_interval__": "soon"},
         'error parsing scrape interval: not a valid duration string: "soon"',
     ),
-    ("zero interval", {}, {"__address__": "h:1", "__scrape_interval__": "0s"}, "scrape interval cannot be 0"),
-    ("zero timeout", {}, {"__address__": "h:1", "__scrape_timeout__": "0s"}, "scrape timeout cannot be 0"),
+    (
+        "zero interval",
+        {},
+        {"__address__": "h:1", "__scrape_interval__": "0s"},
+        "scrape interval cannot be 0",
+    ),
+    (
+        "zero timeout",
+        {},
+        {"__address__": "h:1", "__scrape_timeout__": "0s"},
+        "scrape timeout cannot be 0",
+    ),
     (
         "timeout over interval",
         {},
@@ -158,7 +168,9 @@ ERRORS = [
 
 
 @pytest.mark.parametrize(("case", "kw", "tl", "msg"), ERRORS, ids=[e[0] for e in ERRORS])
-def test_populate_labels_errors(case: str, kw: dict[str, Any], tl: dict[str, str], msg: str) -> None:
+def test_populate_labels_errors(
+    case: str, kw: dict[str, Any], tl: dict[str, str], msg: str
+) -> None:
     c = cfg(**kw)
     with pytest.raises(TargetError) as ei:
         populate_labels(c, discovered_labels(c, lab(tl), Labels.EMPTY))
@@ -166,14 +178,18 @@ def test_populate_labels_errors(case: str, kw: dict[str, Any], tl: dict[str, str
 
 
 def test_targets_from_group_splits_active_dropped_failed() -> None:
-    c = cfg(relabel_configs=[{"source_labels": ["__address__"], "regex": "skip.*", "action": "drop"}])
+    c = cfg(
+        relabel_configs=[{"source_labels": ["__address__"], "regex": "skip.*", "action": "drop"}]
+    )
     res = targets_from_group(
         c,
         "file.json:0",
         [lab({"__address__": "a:1"}), lab({"__address__": "skip:1"}), lab({"__address__": "x/y"})],
         lab({"g": "1"}),
     )
-    assert [t.public_labels.to_dict() for t in res.active] == [{"g": "1", "instance": "a:1", "job": "job1"}]
+    assert [t.public_labels.to_dict() for t in res.active] == [
+        {"g": "1", "instance": "a:1", "job": "job1"}
+    ]
     assert [d.get("__address__") for d in res.dropped] == ["skip:1"]
     assert res.dropped[0].get("__scrape_interval__") == "15s"  # discovered labels are complete
     assert res.failures == ['instance 2 in group file.json:0: "x/y" is not a valid hostname']
@@ -181,12 +197,25 @@ def test_targets_from_group_splits_active_dropped_failed() -> None:
 
 def test_url_building() -> None:
     c = cfg(params={"module": ["a", "b"], "x": ["1"]}, metrics_path="probe", scheme="https")
-    t = targets_from_group(c, "0", [lab({"__address__": "h:1", "__param_module": "z"})], Labels.EMPTY).active[0]
+    t = targets_from_group(
+        c, "0", [lab({"__address__": "h:1", "__param_module": "z"})], Labels.EMPTY
+    ).active[0]
     # __param_ label overrides the first value only; keys sorted; path gets its slash.
     assert t.url == "https://h:1/probe?module=z&module=b&x=1"
-    assert build_url(lab({"__address__": "h", "__scheme__": "http", "__metrics_path__": "/m"}), {}) == "http://h/m"
+    assert (
+        build_url(lab({"__address__": "h", "__scheme__": "http", "__metrics_path__": "/m"}), {})
+        == "http://h/m"
+    )
     assert build_url(
-        lab({"__address__": "h", "__scheme__": "http", "__metrics_path__": "/", "__param_q": "a b&c"}), {}
+        lab(
+            {
+                "__address__": "h",
+                "__scheme__": "http",
+                "__metrics_path__": "/",
+                "__param_q": "a b&c",
+            }
+        ),
+        {},
     ) == ("http://h/?q=a+b%26c")
 
 
@@ -201,7 +230,10 @@ def test_identity_and_offset() -> None:
         off = a.offset_ms(now)
         assert 0 <= off <= 15_000
         assert (now + off) % 15_000 == a.offset_ms(0) % 15_000
-    assert a.offset_ms(0, offset_seed=12345) != a.offset_ms(0) or a.key % 15000 == (a.key ^ 12345) % 15000
+    assert (
+        a.offset_ms(0, offset_seed=12345) != a.offset_ms(0)
+        or a.key % 15000 == (a.key ^ 12345) % 15000
+    )
 
 
 def test_health_reporting() -> None:
@@ -216,7 +248,14 @@ def test_health_reporting() -> None:
 
 @pytest.mark.parametrize(
     ("text", "ms"),
-    [("15s", 15_000), ("1m30s", 90_000), ("500ms", 500), ("1h", 3_600_000), ("0", 0), ("1w", 604_800_000)],
+    [
+        ("15s", 15_000),
+        ("1m30s", 90_000),
+        ("500ms", 500),
+        ("1h", 3_600_000),
+        ("0", 0),
+        ("1w", 604_800_000),
+    ],
 )
 def test_durations(text: str, ms: int) -> None:
     assert parse_duration(text) == ms

@@ -87,11 +87,11 @@ old_metric 2.5 946684800000
 http_requests_total{method="GET",code="200"} 13 7200000
 """
 
-OM_TEXT = b"""# TYPE temp gauge
-# UNIT temp celsius
-temp{room="a"} 21.5 1.000
-temp{room="a"} NaN 16.5
-temp{room="b"} +Inf 946684800
+OM_TEXT = b"""# TYPE temp_celsius gauge
+# UNIT temp_celsius celsius
+temp_celsius{room="a"} 21.5 1.000
+temp_celsius{room="a"} NaN 16.5
+temp_celsius{room="b"} +Inf 946684800
 # EOF
 """
 
@@ -116,9 +116,9 @@ def test_import_openmetrics_file(tmp_path: Path) -> None:
     rep = import_exposition(src, out)
     assert rep.samples == 3
     data = read_all(out)
-    ts, vs = data[L("temp", room="a")]
+    ts, vs = data[L("temp_celsius", room="a")]
     assert ts == [1000, 16500] and vs[0] == 21.5 and np.isnan(vs[1])
-    assert data[L("temp", room="b")] == ([946_684_800_000], [float("inf")])
+    assert data[L("temp_celsius", room="b")] == ([946_684_800_000], [float("inf")])
     q = Matcher(MatchType.EQUAL, "room", "b")
     blocks = blocks_in(out)
     mq = MergeQuerier([b.querier(*ALL) for b in blocks])
@@ -134,7 +134,7 @@ def test_import_openmetrics_file(tmp_path: Path) -> None:
     [
         (PROM_TEXT + b"no_ts 1\n", None, "no timestamp"),
         (PROM_TEXT + b"broken{ 1 2\n", None, "line 10"),
-        (OM_TEXT.replace(b"# EOF\n", b'temp{room="c"} 1\n# EOF\n'), None, "no timestamp"),
+        (OM_TEXT.replace(b"# EOF\n", b'temp_celsius{room="c"} 1\n# EOF\n'), None, "no timestamp"),
     ],
 )
 def test_malformed_input_leaves_no_block(
@@ -143,3 +143,18 @@ def test_malformed_input_leaves_no_block(
     with pytest.raises(BackfillError, match=match):
         import_exposition(io.BytesIO(body), tmp_path, content_type=content_type)
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_parser
+def test_progress_bar_on_large_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vigil.tsdb import importer
+
+    monkeypatch.setattr(importer, "_PROGRESS_MIN_BYTES", 10)
+    src = tmp_path / "in.txt"
+    src.write_bytes(PROM_TEXT)
+    rep = import_exposition(src, tmp_path / "data", progress=True)
+    assert rep.samples == 6
+    err = capsys.readouterr().err
+    assert "parsing" in err and "writing" in err and "blocks" in err

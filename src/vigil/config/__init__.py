@@ -34,8 +34,10 @@ from vigil.config.models import (
     TLSConfig,
     TSDBConfig,
     VigilConfig,
+    inherit_global,
+    with_self_scrape,
 )
-from vigil.config.types import Duration, Secret, Size
+from vigil.config.types import Duration, Secret, Size, parse_duration_ms, parse_size_bytes
 from vigil.model.relabel import RelabelAction, RelabelConfig
 
 __all__ = [
@@ -67,6 +69,10 @@ __all__ = [
     "TLSConfig",
     "TSDBConfig",
     "VigilConfig",
+    "inherit_global",
     "load_config",
     "load_config_file",
+    "parse_duration_ms",
+    "parse_size_bytes",
+    "with_self_scrape",
 ]

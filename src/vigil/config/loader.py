@@ -107,7 +107,11 @@ class _Builder:
                     )
                     continue
                 self.marks.key[(*path, key)] = _pos(knode)
-                out[key] = self.build(vnode, (*path, key))
+                value = self.build(vnode, (*path, key))
+                # YAML null (`global:` with nothing under it) means "use the default",
+                # as in Go's YAML decoding into Prometheus's config structs.
+                if value is not None:
+                    out[key] = value
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(v, (*path, i)) for i, v in enumerate(node.value)]
@@ -167,6 +171,12 @@ def _strip_unsupported_sd(data: Any, marks: _Marks, filename: str) -> list[str]:
                 del entry[key]
 
     if isinstance(data, dict):
+        if data.get("scrape_config_files"):
+            line = marks.key.get(("scrape_config_files",), (0, 0))[0]
+            warnings.append(
+                f"{short}:{line}: scrape_config_files is not supported by Vigil yet; "
+                "put those scrape configs under scrape_configs"
+            )
         scan(data.get("scrape_configs"), ("scrape_configs",), "job")
         alerting = data.get("alerting")
         if isinstance(alerting, dict):

@@ -52,6 +52,8 @@ __all__ = [
     "TLSConfig",
     "TSDBConfig",
     "VigilConfig",
+    "inherit_global",
+    "with_self_scrape",
 ]
 
 SCRAPE_PROTOCOLS = (
@@ -511,7 +513,8 @@ class VigilConfig(_Model):
 
     _prom_type = "config.VigilConfig"
     listen_address: str = "127.0.0.1:9090"
-    data_dir: FilePath = "./data"
+    # Relative to the working directory, like Prometheus's --storage.tsdb.path flag.
+    data_dir: str = "./data"
     retention_time: Duration = Duration(15 * 24 * 3600 * 1000)
     retention_size: Size | None = None
     wal_fsync: Literal["batch", "always", "never"] = "batch"
@@ -528,6 +531,36 @@ class VigilConfig(_Model):
         if not sep or not port.isdigit() or int(port) > 65535:
             raise ValueError(f'listen_address "{v}" must be host:port, e.g. 127.0.0.1:9090')
         return v
+
+
+def inherit_global(sc: ScrapeConfig, g: GlobalConfig) -> ScrapeConfig:
+    """`sc` with every inheritable field it does not set taken from `g` (as Prometheus)."""
+    update: dict[str, Any] = {}
+    for name in INHERITED_FROM_GLOBAL:
+        if name not in sc.model_fields_set:
+            update[name] = getattr(g, name)
+    if "scrape_timeout" not in sc.model_fields_set:
+        interval = update.get("scrape_interval", sc.scrape_interval)
+        update["scrape_timeout"] = Duration(min(g.scrape_timeout, interval))
+    return sc.model_copy(update=update) if update else sc
+
+
+SELF_SCRAPE_JOB = "vigil"
+
+
+def with_self_scrape(config: Config, address: str) -> Config:
+    """`config` plus a job "vigil" scraping `address` (host:port) at /metrics.
+
+    Unchanged when `config.vigil.self_scrape` is false or a job named "vigil"
+    already exists. The added job inherits the global interval, timeout and limits.
+    """
+    if not config.vigil.self_scrape or config.scrape_config(SELF_SCRAPE_JOB) is not None:
+        return config
+    job = ScrapeConfig.model_validate(
+        {"job_name": SELF_SCRAPE_JOB, "static_configs": [{"targets": [address]}]}
+    )
+    job = inherit_global(job, config.global_config)
+    return config.model_copy(update={"scrape_configs": (*config.scrape_configs, job)})
 
 
 _RULE_PATH_RE = re.compile(r"^[^*]*(\*[^/]*)?$")
@@ -576,15 +609,7 @@ class Config(_Model):
                     "job_name",
                 )
             seen[sc.job_name] = i
-            update: dict[str, Any] = {}
-            for name in INHERITED_FROM_GLOBAL:
-                if name not in sc.model_fields_set:
-                    update[name] = getattr(g, name)
-            if "scrape_timeout" not in sc.model_fields_set:
-                interval = update.get("scrape_interval", sc.scrape_interval)
-                update["scrape_timeout"] = min(g.scrape_timeout, interval)
-            if update:
-                sc = sc.model_copy(update=update)
+            sc = inherit_global(sc, g)
             if sc.scrape_timeout > sc.scrape_interval:
                 raise _located(
                     f'scrape timeout greater than scrape interval for scrape config with job name "{sc.job_name}" '
@@ -618,7 +643,12 @@ class Config(_Model):
 
     def to_dict(self) -> dict[str, Any]:
         """The effective configuration as plain data, defaults filled, secrets hidden."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        out = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        # Prometheus lists job_name first; pydantic orders inherited fields first.
+        out["scrape_configs"] = [
+            {"job_name": sc.pop("job_name"), **sc} for sc in out["scrape_configs"]
+        ]
+        return out
 
     def to_yaml(self) -> str:
         """The effective configuration as YAML (what `/api/v1/status/config` shows)."""

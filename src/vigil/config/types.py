@@ -206,3 +206,13 @@ class Secret(str):
                 lambda _v: "<secret>", when_used="json"
             ),
         )
+
+
+def parse_duration_ms(text: str) -> int:
+    """Milliseconds of Prometheus duration text (``"15s"`` -> 15000); ValueError if invalid."""
+    return int(Duration.parse(text))
+
+
+def parse_size_bytes(text: str) -> int:
+    """Bytes of Prometheus size text (``"512MB"`` -> 536870912); ValueError if invalid."""
+    return int(Size.parse(text))

@@ -200,6 +200,34 @@ def _valid_name(name: str) -> bool:
     return LABEL_NAME_RE.match(name) is not None
 
 
+class _Rule:
+    """A rule compiled for `relabel()`: plain slots, so the hot path avoids pydantic's
+    attribute machinery. `cache` memoizes regex results by input string."""
+
+    __slots__ = (
+        "action",
+        "cache",
+        "modulus",
+        "regex",
+        "replacement_tpl",
+        "separator",
+        "source_labels",
+        "target_label",
+        "target_tpl",
+    )
+
+    def __init__(self, cfg: RelabelConfig) -> None:
+        self.action = cfg.action
+        self.source_labels = cfg.source_labels
+        self.separator = cfg.separator
+        self.target_label = cfg.target_label
+        self.regex = cfg.regex
+        self.modulus = cfg.modulus
+        self.target_tpl = compile_template(cfg.target_label)
+        self.replacement_tpl = compile_template(cfg.replacement)
+        self.cache: dict[str, Any] = {}
+
+
 class RelabelConfig(BaseModel):
     """One relabel rule with Prometheus's defaults and validation.
 
@@ -219,8 +247,8 @@ class RelabelConfig(BaseModel):
     replacement: str = "$1"
     action: RelabelAction = RelabelAction.REPLACE
 
-    _target_tpl: Template = PrivateAttr(default=())
-    _replacement_tpl: Template = PrivateAttr(default=())
+    # The compiled form `relabel()` runs (templates, regex, memo); never part of equality.
+    _rule: _Rule = PrivateAttr()
 
     @model_validator(mode="before")
     @classmethod
@@ -319,9 +347,21 @@ class RelabelConfig(BaseModel):
             raise ValueError(f"{a.value} action requires only 'regex', and no other fields")
         return self
 
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in type(self).model_fields)
+
+    # Equality by fields only: pydantic would also compare private attributes, and
+    # the memo must not make two identical rules unequal.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RelabelConfig):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
     def model_post_init(self, __context: Any) -> None:
-        self._target_tpl = compile_template(self.target_label)
-        self._replacement_tpl = compile_template(self.replacement)
+        self._rule = _Rule(self)
 
 
 def _hashmod(value: str, modulus: int) -> int:
@@ -330,74 +370,128 @@ def _hashmod(value: str, modulus: int) -> int:
     return int.from_bytes(digest[8:], "big") % modulus
 
 
+_CACHE_MAX = 4096
+_MISS: Any = object()
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any) -> Any:
+    # Bounded memo: the re2 binding costs microseconds per call, while label names
+    # and most relabeled values repeat, so results are kept per input string. A full
+    # cache is simply cleared; concurrent use can at worst compute a value twice.
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _replace_result(cfg: _Rule, val: str) -> tuple[str, str] | None:
+    """(target label, new value) of a replace rule for `val`; None when nothing is set."""
+    r = cfg.cache.get(val, _MISS)
+    if r is not _MISS:
+        return r  # type: ignore[no-any-return]
+    rx = cfg.regex
+    m = rx.compiled.match(val)
+    if m is None:
+        return _remember(cfg.cache, val, None)  # type: ignore[no-any-return]
+    target = expand(cfg.target_tpl, rx, m)
+    if not _valid_name(target):
+        return _remember(cfg.cache, val, None)  # type: ignore[no-any-return]
+    return _remember(cfg.cache, val, (target, expand(cfg.replacement_tpl, rx, m)))  # type: ignore[no-any-return]
+
+
+def _matches(cfg: _Rule, s: str) -> bool:
+    r = cfg.cache.get(s, _MISS)
+    if r is _MISS:
+        r = _remember(cfg.cache, s, cfg.regex.compiled.match(s) is not None)
+    return r  # type: ignore[no-any-return]
+
+
+def _mapped_name(cfg: _Rule, name: str) -> str | None:
+    r = cfg.cache.get(name, _MISS)
+    if r is _MISS:
+        m = cfg.regex.compiled.match(name)
+        r = _remember(
+            cfg.cache, name, None if m is None else expand(cfg.replacement_tpl, cfg.regex, m)
+        )
+    return r  # type: ignore[no-any-return]
+
+
+_DROPPED, _SAME, _CHANGED = 0, 1, 2
+
+
 def relabel(labels: Labels, configs: Sequence[RelabelConfig]) -> Labels | None:
     """Apply `configs` in order to `labels`; return the result, or None when dropped.
 
-    Labels whose value becomes empty are removed, as in Prometheus. An empty
-    `configs` returns `labels` unchanged (same object).
+    Labels whose value becomes empty are removed, as in Prometheus. When no rule
+    changes anything, `labels` itself is returned (same object). Thread-safe.
     """
     if not configs:
         return labels
     lb = dict(labels)
+    changed = False
     for cfg in configs:
-        if not _apply(lb, cfg):
+        # Read the compiled rule straight from pydantic's private storage: a plain
+        # attribute read would go through BaseModel.__getattr__ (slow per call).
+        code = _apply(lb, cfg.__pydantic_private__["_rule"])  # type: ignore[index]
+        if code == _DROPPED:
             return None
-    return Labels.from_dict(lb)
+        if code == _CHANGED:
+            changed = True
+    return Labels.from_dict(lb) if changed else labels
 
 
-def _apply(lb: dict[str, str], cfg: RelabelConfig) -> bool:
-    """Apply one rule to the builder `lb` in place; False means the set is dropped."""
+def _apply(lb: dict[str, str], cfg: _Rule) -> int:
+    """Apply one rule to the builder `lb` in place; return _DROPPED, _SAME or _CHANGED."""
     a = cfg.action
     src = cfg.source_labels
     if len(src) == 1:
         val = lb.get(src[0], "")
     else:
         val = cfg.separator.join([lb.get(n, "") for n in src])
-    rx = cfg.regex
     if a is RelabelAction.REPLACE:
-        m = rx.compiled.match(val)
-        if m is None:
-            return True
-        target = expand(cfg._target_tpl, rx, m)
-        if not _valid_name(target):
-            return True
-        res = expand(cfg._replacement_tpl, rx, m)
-        if res:
-            lb[target] = res
-        else:
-            lb.pop(target, None)
-    elif a is RelabelAction.KEEP:
-        return rx.compiled.match(val) is not None
-    elif a is RelabelAction.DROP:
-        return rx.compiled.match(val) is None
-    elif a is RelabelAction.KEEPEQUAL:
-        return lb.get(cfg.target_label, "") == val
-    elif a is RelabelAction.DROPEQUAL:
-        return lb.get(cfg.target_label, "") != val
-    elif a is RelabelAction.HASHMOD:
-        lb[cfg.target_label] = str(_hashmod(val, cfg.modulus))
-    elif a is RelabelAction.LOWERCASE:
-        _set(lb, cfg.target_label, val.lower())
-    elif a is RelabelAction.UPPERCASE:
-        _set(lb, cfg.target_label, val.upper())
-    elif a is RelabelAction.LABELMAP:
+        r = _replace_result(cfg, val)
+        if r is None:
+            return _SAME
+        return _set(lb, r[0], r[1])
+    if a is RelabelAction.KEEP:
+        return _SAME if _matches(cfg, val) else _DROPPED
+    if a is RelabelAction.DROP:
+        return _DROPPED if _matches(cfg, val) else _SAME
+    if a is RelabelAction.KEEPEQUAL:
+        return _SAME if lb.get(cfg.target_label, "") == val else _DROPPED
+    if a is RelabelAction.DROPEQUAL:
+        return _DROPPED if lb.get(cfg.target_label, "") == val else _SAME
+    if a is RelabelAction.HASHMOD:
+        return _set(lb, cfg.target_label, str(_hashmod(val, cfg.modulus)))
+    if a is RelabelAction.LOWERCASE:
+        return _set(lb, cfg.target_label, val.lower())
+    if a is RelabelAction.UPPERCASE:
+        return _set(lb, cfg.target_label, val.upper())
+    code = _SAME
+    if a is RelabelAction.LABELMAP:
         # Iterate over a snapshot: names set here must not be re-mapped in this pass.
         for name, value in list(lb.items()):
-            m = rx.compiled.match(name)
-            if m is not None:
-                new = expand(cfg._replacement_tpl, rx, m)
-                _set(lb, new, value)
+            new = _mapped_name(cfg, name)
+            if new is not None and _set(lb, new, value) == _CHANGED:
+                code = _CHANGED
     elif a is RelabelAction.LABELDROP:
-        for name in [n for n in lb if rx.compiled.match(n) is not None]:
+        for name in [n for n in lb if _matches(cfg, n)]:
             del lb[name]
+            code = _CHANGED
     elif a is RelabelAction.LABELKEEP:
-        for name in [n for n in lb if rx.compiled.match(n) is None]:
+        for name in [n for n in lb if not _matches(cfg, n)]:
             del lb[name]
-    return True
+            code = _CHANGED
+    return code
 
 
-def _set(lb: dict[str, str], name: str, value: str) -> None:
+def _set(lb: dict[str, str], name: str, value: str) -> int:
     if value:
+        if lb.get(name) == value:
+            return _SAME
         lb[name] = value
-    else:
-        lb.pop(name, None)
+        return _CHANGED
+    if name in lb:
+        del lb[name]
+        return _CHANGED
+    return _SAME

@@ -26,9 +26,11 @@ if TYPE_CHECKING:
 # Sums of values this large lose precision without compensation; above it the
 # grouped sum switches to a Kahan loop over rows.
 _PLAIN_SUM_ABS = 1e15
+# Largest group-membership matrix (groups x series) used for BLAS reductions.
+_MATMUL_ELEMS = 4_000_000
 
 
-def group_key_fn(grouping: tuple[str, ...], without: bool):  # noqa: ANN201
+def group_key_fn(grouping: tuple[str, ...], without: bool):
     names = frozenset(grouping)
     if without:
         drop = names | {METRIC_NAME}
@@ -60,6 +62,13 @@ def aggregate(ev: Evaluator, node: ast.AggregateExpr) -> VectorBlock:
     n_steps = ev.n_steps
     if op in ("topk", "bottomk", "limitk", "limit_ratio"):
         assert isinstance(param, np.ndarray)
+        if op == "limit_ratio" and node.param is not None:
+            for r in np.unique(param[(param < -1) | (param > 1)]).tolist():
+                cap = 1 if r > 1 else -1
+                ev.ctx.warn(
+                    f"ratio value should be between -1 and 1, got {format_float(r)}, capping to {cap}",
+                    getattr(node.param, "pos", None),
+                )
         return _select(op, block, node, param)
     if op == "count_values":
         assert isinstance(param, str)
@@ -68,6 +77,13 @@ def aggregate(ev: Evaluator, node: ast.AggregateExpr) -> VectorBlock:
         return VectorBlock.empty(n_steps)
     out_labels, gidx = _groups(block, node)
     ng = len(out_labels)
+    drop = np.zeros(ng, dtype=bool)
+    np.logical_or.at(drop, gidx, block.drop_name)
+    if op in ("sum", "avg", "count", "group") and ng * block.n_series <= _MATMUL_ELEMS:
+        fast = _matmul_reduce(op, block, gidx, ng)
+        if fast is not None:
+            out, present = fast
+            return VectorBlock(out_labels, drop, out, present).compact()
     order = np.argsort(gidx, kind="stable")
     sg = gidx[order]
     starts = np.flatnonzero(np.r_[True, sg[1:] != sg[:-1]])
@@ -75,8 +91,6 @@ def aggregate(ev: Evaluator, node: ast.AggregateExpr) -> VectorBlock:
     pres = block.present[order]
     count = np.add.reduceat(pres.astype(np.float64), starts, axis=0)
     present = count > 0
-    drop = np.zeros(ng, dtype=bool)
-    np.logical_or.at(drop, gidx, block.drop_name)
     with np.errstate(all="ignore"):
         if op == "sum":
             out = _grouped_sum(vals, pres, starts)
@@ -102,6 +116,32 @@ def aggregate(ev: Evaluator, node: ast.AggregateExpr) -> VectorBlock:
     return VectorBlock(out_labels, drop, np.where(present, out, 0.0), present).compact()
 
 
+def _matmul_reduce(
+    op: str, block: VectorBlock, gidx: np.ndarray, ng: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """sum/avg/count/group as a product with a 0/1 group-membership matrix.
+
+    BLAS does this far faster than grouped reductions. Only valid when every
+    value is finite and moderate (0 * Inf would leak NaN into other groups, and
+    huge values need compensated summation); returns None otherwise."""
+    g = np.zeros((ng, block.n_series))
+    g[gidx, np.arange(block.n_series)] = 1.0
+    count = g @ block.present.astype(np.float64)
+    present = count > 0
+    if op == "count":
+        return np.where(present, count, 0.0), present
+    if op == "group":
+        return present.astype(np.float64), present
+    x = np.where(block.present, block.values, 0.0)
+    if not (np.isfinite(x).all() and float(np.abs(x).max(initial=0.0)) < _PLAIN_SUM_ABS):
+        return None
+    total = g @ x
+    if op == "avg":
+        with np.errstate(all="ignore"):
+            total = total / count
+    return np.where(present, total, 0.0), present
+
+
 def _grouped_sum(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray) -> np.ndarray:
     x = np.where(pres, vals, 0.0)
     finite = np.isfinite(x)
@@ -112,7 +152,7 @@ def _grouped_sum(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray) -> np.n
 
 def _kahan_grouped(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Neumaier-compensated grouped sum, vectorised across steps."""
-    bounds = list(starts.tolist()) + [x.shape[0]]
+    bounds = [*list(starts.tolist()), x.shape[0]]
     out = np.zeros((len(starts), x.shape[1]))
     for g in range(len(starts)):
         s = np.zeros(x.shape[1])
@@ -127,14 +167,16 @@ def _kahan_grouped(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _grouped_avg(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, count: np.ndarray) -> np.ndarray:
+def _grouped_avg(
+    vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, count: np.ndarray
+) -> np.ndarray:
     total = _grouped_sum(vals, pres, starts)
     out = total / count
     # A sum that overflowed while its inputs are finite: recompute as Prometheus
     # does, with an incremental mean that cannot overflow.
     overflow = np.isinf(total)
     if overflow.any():
-        bounds = list(starts.tolist()) + [vals.shape[0]]
+        bounds = [*list(starts.tolist()), vals.shape[0]]
         for g, j in zip(*np.nonzero(overflow), strict=True):
             col = vals[bounds[g] : bounds[g + 1], j][pres[bounds[g] : bounds[g + 1], j]]
             if np.isfinite(col).all():
@@ -162,7 +204,9 @@ def _incremental_mean(xs: list[float]) -> float:
     return total / len(xs) + c / len(xs)
 
 
-def _grouped_var(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, count: np.ndarray) -> np.ndarray:
+def _grouped_var(
+    vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, count: np.ndarray
+) -> np.ndarray:
     x = np.where(pres, vals, 0.0)
     mean = np.add.reduceat(x, starts, axis=0) / count
     gidx = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, vals.shape[0]]))
@@ -170,8 +214,10 @@ def _grouped_var(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, count: 
     return np.add.reduceat(dev * dev, starts, axis=0) / count
 
 
-def _grouped_quantile(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, q: np.ndarray) -> np.ndarray:
-    bounds = list(starts.tolist()) + [vals.shape[0]]
+def _grouped_quantile(
+    vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, q: np.ndarray
+) -> np.ndarray:
+    bounds = [*list(starts.tolist()), vals.shape[0]]
     out = np.zeros((len(starts), vals.shape[1]))
     for g in range(len(starts)):
         v = vals[bounds[g] : bounds[g + 1]].T  # [steps, rows]
@@ -190,7 +236,7 @@ def _param_k(param: np.ndarray, op: str) -> np.ndarray:
     if np.isnan(param).any():
         if op == "limit_ratio":
             raise ExecutionError("Ratio value is NaN")
-        raise ExecutionError(f"Parameter value is NaN for {op}")
+        raise ExecutionError("Parameter value is NaN")
     if op == "limit_ratio":
         return param
     if (param > 2.0**63).any():
@@ -203,8 +249,14 @@ def _select(op: str, block: VectorBlock, node: ast.AggregateExpr, param: np.ndar
     if op == "limit_ratio":
         ratio = np.clip(k, -1.0, 1.0)
         offs = np.array([labels_hash(lbls) / float(2**64 - 1) for lbls in block.labels])
-        keep = np.where(ratio[None, :] >= 0, offs[:, None] < ratio[None, :], offs[:, None] >= 1.0 + ratio[None, :])
-        return VectorBlock(block.labels, block.drop_name, block.values, block.present & keep).compact()
+        keep = np.where(
+            ratio[None, :] >= 0,
+            offs[:, None] < ratio[None, :],
+            offs[:, None] >= 1.0 + ratio[None, :],
+        )
+        return VectorBlock(
+            block.labels, block.drop_name, block.values, block.present & keep
+        ).compact()
     if block.n_series == 0:
         return block
     _labels, gidx = _groups(block, node)
@@ -220,9 +272,13 @@ def _select(op: str, block: VectorBlock, node: ast.AggregateExpr, param: np.ndar
             nan = np.isnan(v)
             cat = np.where(p, np.where(nan, 1, 0), 2)
             sortv = np.where(nan | ~p, 0.0, -v if op == "topk" else v)
-            order = np.lexsort((np.broadcast_to(np.arange(len(rows))[:, None], v.shape), sortv, cat), axis=0)
+            order = np.lexsort(
+                (np.broadcast_to(np.arange(len(rows))[:, None], v.shape), sortv, cat), axis=0
+            )
             rank = np.empty_like(order)
-            np.put_along_axis(rank, order, np.arange(len(rows))[:, None].repeat(v.shape[1], axis=1), axis=0)
+            np.put_along_axis(
+                rank, order, np.arange(len(rows))[:, None].repeat(v.shape[1], axis=1), axis=0
+            )
         keep[rows] = p & (rank < k[None, :])
         rank_out[rows] = rank
     out = VectorBlock(block.labels, block.drop_name, block.values, keep)
@@ -245,7 +301,9 @@ def format_float(v: float) -> str:
 
 
 def _count_values(block: VectorBlock, node: ast.AggregateExpr, label: str) -> VectorBlock:
-    if not LABEL_NAME_RE.match(label) and (not label or not label.isprintable() or "\ufffd" in label):
+    if not LABEL_NAME_RE.match(label) and (
+        not label or not label.isprintable() or "\ufffd" in label
+    ):
         raise ExecutionError(f'invalid label name "{label}"')
     n_steps = block.values.shape[1]
     key = group_key_fn(node.grouping, node.without)

@@ -69,25 +69,33 @@ def binary(ev: Evaluator, node: ast.BinaryExpr) -> ScalarBlock | VectorBlock:
     if isinstance(lhs, ScalarBlock) and isinstance(rhs, VectorBlock):
         return _vector_scalar(op, rhs, lhs.values, swap=True, return_bool=node.return_bool)
     if isinstance(lhs, VectorBlock) and isinstance(rhs, VectorBlock):
-        matching = node.matching or ast.VectorMatching(card="many-to-many" if op in SET_OPS else "one-to-one")
+        matching = node.matching or ast.VectorMatching(
+            card="many-to-many" if op in SET_OPS else "one-to-one"
+        )
         if op in SET_OPS:
             return _set_op(op, lhs, rhs, matching)
         return _vector_vector(op, lhs, rhs, matching, node.return_bool)
     raise ExecutionError(f"operator {op!r} is not defined on these operand types")
 
 
-def _vector_scalar(op: str, vec: VectorBlock, scalar: np.ndarray, swap: bool, return_bool: bool) -> VectorBlock:
+def _vector_scalar(
+    op: str, vec: VectorBlock, scalar: np.ndarray, swap: bool, return_bool: bool
+) -> VectorBlock:
     s = scalar[None, :]
     res = apply_op(op, s, vec.values) if swap else apply_op(op, vec.values, s)
     if op in COMPARISON_OPS:
         if return_bool:
-            return VectorBlock(vec.labels, np.ones(vec.n_series, dtype=bool), res, vec.present.copy())
+            return VectorBlock(
+                vec.labels, np.ones(vec.n_series, dtype=bool), res, vec.present.copy()
+            )
         # A filter keeps the vector's own value, whichever side it is on.
-        return VectorBlock(vec.labels, vec.drop_name, vec.values, vec.present & (res == 1.0)).compact()
+        return VectorBlock(
+            vec.labels, vec.drop_name, vec.values, vec.present & (res == 1.0)
+        ).compact()
     return VectorBlock(vec.labels, np.ones(vec.n_series, dtype=bool), res, vec.present.copy())
 
 
-def signature_fn(matching: ast.VectorMatching):  # noqa: ANN201 - small closure factory
+def signature_fn(matching: ast.VectorMatching):
     names = frozenset(matching.labels)
     if matching.on:
         return lambda lbls: tuple(p for p in lbls if p[0] in names)
@@ -102,7 +110,9 @@ def _group_rows(sigs: list[tuple]) -> dict[tuple, list[int]]:
     return groups
 
 
-def _set_op(op: str, lhs: VectorBlock, rhs: VectorBlock, matching: ast.VectorMatching) -> VectorBlock:
+def _set_op(
+    op: str, lhs: VectorBlock, rhs: VectorBlock, matching: ast.VectorMatching
+) -> VectorBlock:
     sig = signature_fn(matching)
     lsig = [sig(x) for x in lhs.labels]
     rsig = [sig(x) for x in rhs.labels]
@@ -130,8 +140,17 @@ def _set_op(op: str, lhs: VectorBlock, rhs: VectorBlock, matching: ast.VectorMat
     return out.compact()
 
 
+def go_labels_string(lbls: Labels | tuple) -> str:
+    """Labels as Prometheus's `Labels.String()` prints them: every pair, quoted."""
+    parts = []
+    for k, v in lbls:
+        val = v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        parts.append(f'{k}="{val}"')
+    return "{" + ", ".join(parts) + "}"
+
+
 def _fmt_sig(sig: tuple) -> str:
-    return Labels(sig).format() if sig else "{}"
+    return go_labels_string(sig)
 
 
 def _check_unique(
@@ -143,7 +162,7 @@ def _check_unique(
             continue
         cnt = block.present[rows].sum(axis=0)
         if ((cnt > 1) & active).any():
-            pair = [block.labels[r].format() for r in rows[:2]]
+            pair = [go_labels_string(block.labels[r]) for r in rows[:2]]
             raise ExecutionError(
                 f"found duplicate series for the match group {_fmt_sig(s)} on the {side} hand-side "
                 f"of the operation: [{pair[0]}, {pair[1]}];many-to-many matching not allowed: "

@@ -106,7 +106,9 @@ class MatrixBlock:
 Value = VectorBlock | ScalarBlock | StringValue | MatrixBlock
 
 
-def window_indices(ts: np.ndarray, offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def window_indices(
+    ts: np.ndarray, offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per series and step, the index window of samples with start < t <= end.
 
     `ts` is the flat, per-series ascending timestamp array; `starts`/`ends` are

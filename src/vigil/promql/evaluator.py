@@ -35,10 +35,33 @@ class QueryContext:
     query_start: int
     query_end: int
     subquery_step_ms: int
+    query_text: str = ""
     samples_loaded: int = 0
     peak_samples: int = 0
     warnings: list[str] = field(default_factory=list)
     infos: list[str] = field(default_factory=list)
+
+    def position(self, pos: ast.Pos) -> str:
+        """`line:col` (1-based) of a node's start in the query text, as Prometheus
+        prints positions in annotations."""
+        before = self.query_text[: pos[0]]
+        line = before.count("\n") + 1
+        col = pos[0] - (before.rfind("\n") + 1) + 1
+        return f"{line}:{col}"
+
+    def warn(self, message: str, pos: ast.Pos | None = None) -> None:
+        text = f"PromQL warning: {message}"
+        if pos is not None and self.query_text:
+            text += f" ({self.position(pos)})"
+        if text not in self.warnings:
+            self.warnings.append(text)
+
+    def info(self, message: str, pos: ast.Pos | None = None) -> None:
+        text = f"PromQL info: {message}"
+        if pos is not None and self.query_text:
+            text += f" ({self.position(pos)})"
+        if text not in self.infos:
+            self.infos.append(text)
 
     def check_deadline(self) -> None:
         if time.monotonic() > self.deadline:
@@ -119,7 +142,9 @@ class Evaluator:
 
     # --- selectors ----------------------------------------------------------------
 
-    def effective_times(self, at: int | None, at_modifier: ast.AtModifier, offset_ms: int) -> np.ndarray:
+    def effective_times(
+        self, at: int | None, at_modifier: ast.AtModifier, offset_ms: int
+    ) -> np.ndarray:
         """Per-step times a selector reads at, after `@` and `offset`."""
         if at is not None:
             base = np.full(self.n_steps, at, dtype=np.int64)
@@ -131,7 +156,9 @@ class Evaluator:
             base = self.steps.astype(np.int64)
         return base - offset_ms
 
-    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints) -> list[SeriesData]:
+    def select(
+        self, matchers: Sequence[Matcher], mint: int, maxt: int, hints: SelectHints
+    ) -> list[SeriesData]:
         q = self.ctx.queryable.querier(mint, maxt)
         try:
             series = q.select(list(matchers), mint, maxt, hints)
@@ -253,7 +280,12 @@ class Evaluator:
         child = Evaluator(self.ctx, inner_steps)
         inner = child.eval(node.expr)
         if isinstance(inner, ScalarBlock):
-            inner = VectorBlock([Labels.EMPTY], np.zeros(1, dtype=bool), inner.values[None, :], np.ones((1, len(inner_steps)), dtype=bool))
+            inner = VectorBlock(
+                [Labels.EMPTY],
+                np.zeros(1, dtype=bool),
+                inner.values[None, :],
+                np.ones((1, len(inner_steps)), dtype=bool),
+            )
         if not isinstance(inner, VectorBlock):
             raise ExecutionError(f"subquery is only allowed on instant vector, got {_kind(inner)}")
         tss = [inner_steps[inner.present[i]] for i in range(inner.n_series)]

@@ -45,7 +45,9 @@ def _double_exp(ev: Evaluator, call: ast.Call) -> Value:
     m = ev.eval_matrix(call.args[0])
     sf = ev.eval_scalar(call.args[1])
     tf = ev.eval_scalar(call.args[2])
-    return _from_range(m, "double_exponential_smoothing", range_functions.double_exponential_smoothing(m, sf, tf))
+    return _from_range(
+        m, "double_exponential_smoothing", range_functions.double_exponential_smoothing(m, sf, tf)
+    )
 
 
 def _absent_over_time(ev: Evaluator, call: ast.Call) -> Value:
@@ -55,7 +57,10 @@ def _absent_over_time(ev: Evaluator, call: ast.Call) -> Value:
     else:
         missing = np.ones(ev.n_steps, dtype=bool)
     return VectorBlock(
-        [absent_labels(call.args[0])], np.zeros(1, dtype=bool), np.ones((1, ev.n_steps)), missing[None, :]
+        [absent_labels(call.args[0])],
+        np.zeros(1, dtype=bool),
+        np.ones((1, ev.n_steps)),
+        missing[None, :],
     ).compact()
 
 
@@ -73,7 +78,11 @@ SPECIAL_FUNCTIONS = {
 
 def implemented() -> frozenset[str]:
     """Names of every function the engine can evaluate."""
-    return frozenset(range_functions.SIMPLE_RANGE_FUNCTIONS) | frozenset(SPECIAL_FUNCTIONS) | frozenset(INSTANT_FUNCTIONS)
+    return (
+        frozenset(range_functions.SIMPLE_RANGE_FUNCTIONS)
+        | frozenset(SPECIAL_FUNCTIONS)
+        | frozenset(INSTANT_FUNCTIONS)
+    )
 
 
 def call(ev: Evaluator, node: ast.Call) -> Value:

@@ -93,7 +93,9 @@ def _q_edges(q: np.ndarray, res: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(q), np.nan, res)
 
 
-def bucket_fraction(lower: np.ndarray, upper: np.ndarray, bounds: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def bucket_fraction(
+    lower: np.ndarray, upper: np.ndarray, bounds: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
     """Estimated fraction of observations in [lower, upper] per step."""
     steps = counts.shape[1]
     order = np.argsort(bounds, kind="stable")
@@ -131,7 +133,9 @@ def _rank(v: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return out
 
 
-def _bucket_groups(ev: Evaluator, v: VectorBlock) -> tuple[list[Labels], list[list[tuple[float, int]]]]:
+def _bucket_groups(
+    ev: Evaluator, v: VectorBlock
+) -> tuple[list[Labels], list[list[tuple[float, int]]]]:
     groups: dict[Labels, list[tuple[float, int]]] = defaultdict(list)
     malformed = False
     for i, lbls in enumerate(v.labels):
@@ -142,11 +146,13 @@ def _bucket_groups(ev: Evaluator, v: VectorBlock) -> tuple[list[Labels], list[li
         key = Labels(p for p in lbls if p[0] not in ("le", METRIC_NAME))
         groups[key].append((le, i))
     if malformed:
-        ev.ctx.warnings.append('PromQL warning: bucket label "le" is missing or has a malformed value')
+        ev.ctx.warnings.append(
+            'PromQL warning: bucket label "le" is missing or has a malformed value'
+        )
     return list(groups), list(groups.values())
 
 
-def _solve(v: VectorBlock, members: list[tuple[float, int]], fn) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def _solve(v: VectorBlock, members: list[tuple[float, int]], fn) -> tuple[np.ndarray, np.ndarray]:
     """Run `fn(bounds, counts, cols)` per distinct presence pattern of the group."""
     rows = [i for _, i in members]
     bounds = np.array([le for le, _ in members])
@@ -188,7 +194,9 @@ def histogram_fraction(ev: Evaluator, call: ast.Call) -> Value:
     vals = np.zeros((len(labels), ev.n_steps))
     pres = np.zeros((len(labels), ev.n_steps), dtype=bool)
     for g, members in enumerate(groups):
-        vals[g], pres[g] = _solve(v, members, lambda b, c, cols: bucket_fraction(lo[cols], hi[cols], b, c))
+        vals[g], pres[g] = _solve(
+            v, members, lambda b, c, cols: bucket_fraction(lo[cols], hi[cols], b, c)
+        )
     return VectorBlock(labels, np.ones(len(labels), dtype=bool), vals, pres).compact()
 
 
@@ -215,4 +223,6 @@ def histogram_quantiles(ev: Evaluator, call: ast.Call) -> Value:
             pres.append(ok)
     if not out_labels:
         return VectorBlock.empty(ev.n_steps)
-    return VectorBlock(out_labels, np.ones(len(out_labels), dtype=bool), np.array(vals), np.array(pres)).compact()
+    return VectorBlock(
+        out_labels, np.ones(len(out_labels), dtype=bool), np.array(vals), np.array(pres)
+    ).compact()

@@ -95,13 +95,17 @@ def _go_min(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _clamp_min(ev: Evaluator, call: ast.Call) -> Value:
     v = ev.eval_vector(call.args[0])
     lo = ev.eval_scalar(call.args[1])
-    return VectorBlock(v.labels, np.ones(v.n_series, dtype=bool), _go_max(lo[None, :], v.values), v.present)
+    return VectorBlock(
+        v.labels, np.ones(v.n_series, dtype=bool), _go_max(lo[None, :], v.values), v.present
+    )
 
 
 def _clamp_max(ev: Evaluator, call: ast.Call) -> Value:
     v = ev.eval_vector(call.args[0])
     hi = ev.eval_scalar(call.args[1])
-    return VectorBlock(v.labels, np.ones(v.n_series, dtype=bool), _go_min(hi[None, :], v.values), v.present)
+    return VectorBlock(
+        v.labels, np.ones(v.n_series, dtype=bool), _go_min(hi[None, :], v.values), v.present
+    )
 
 
 def _time(ev: Evaluator, call: ast.Call) -> Value:
@@ -114,7 +118,12 @@ def _pi(ev: Evaluator, call: ast.Call) -> Value:
 
 def _vector(ev: Evaluator, call: ast.Call) -> Value:
     s = ev.eval_scalar(call.args[0])
-    return VectorBlock([Labels.EMPTY], np.zeros(1, dtype=bool), s[None, :].copy(), np.ones((1, ev.n_steps), dtype=bool))
+    return VectorBlock(
+        [Labels.EMPTY],
+        np.zeros(1, dtype=bool),
+        s[None, :].copy(),
+        np.ones((1, ev.n_steps), dtype=bool),
+    )
 
 
 def _scalar(ev: Evaluator, call: ast.Call) -> Value:
@@ -167,7 +176,9 @@ def _date_fn(part: str) -> InstantFn:
         if not call.args:
             secs = (ev.steps / 1000.0)[None, :]
             out = _date_parts(secs)[part].astype(np.float64)
-            return VectorBlock([Labels.EMPTY], np.zeros(1, dtype=bool), out, np.ones((1, ev.n_steps), dtype=bool))
+            return VectorBlock(
+                [Labels.EMPTY], np.zeros(1, dtype=bool), out, np.ones((1, ev.n_steps), dtype=bool)
+            )
         v = ev.eval_vector(call.args[0])
         out = _date_parts(v.values)[part].astype(np.float64)
         out = np.where(np.isnan(v.values), np.nan, out)
@@ -265,6 +276,11 @@ def _label_join(ev: Evaluator, call: ast.Call) -> Value:
 def _sort_values(desc: bool) -> InstantFn:
     def impl(ev: Evaluator, call: ast.Call) -> Value:
         v = ev.eval_vector(call.args[0])
+        if ev.n_steps > 1 or ev.ctx.query_start != ev.ctx.query_end:
+            ev.ctx.warn(
+                "sort is ineffective for range queries since results are always ordered by labels",
+                call.pos,
+            )
         if ev.n_steps != 1 or v.n_series == 0:
             return v
         col = v.values[:, 0]
@@ -288,6 +304,11 @@ def _sort_by_label(desc: bool) -> InstantFn:
     def impl(ev: Evaluator, call: ast.Call) -> Value:
         v = ev.eval_vector(call.args[0])
         names = [ev.eval_string(a) for a in call.args[1:]]
+        if ev.n_steps > 1 or ev.ctx.query_start != ev.ctx.query_end:
+            ev.ctx.warn(
+                "sort is ineffective for range queries since results are always ordered by labels",
+                call.pos,
+            )
         if v.n_series == 0:
             return v
 
@@ -328,7 +349,10 @@ def _absent(ev: Evaluator, call: ast.Call) -> Value:
     v = ev.eval_vector(call.args[0])
     missing = ~v.present.any(axis=0) if v.n_series else np.ones(ev.n_steps, dtype=bool)
     return VectorBlock(
-        [absent_labels(call.args[0])], np.zeros(1, dtype=bool), np.ones((1, ev.n_steps)), missing[None, :]
+        [absent_labels(call.args[0])],
+        np.zeros(1, dtype=bool),
+        np.ones((1, ev.n_steps)),
+        missing[None, :],
     ).compact()
 
 

@@ -73,58 +73,75 @@ def kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
 # --- rate family ---------------------------------------------------------------
 
 
-def _counter_increase(m: MatrixBlock, lo_c: Arr, hi_c: Arr) -> Arr:
+def _reset_prefix(m: MatrixBlock) -> Arr | None:
+    """Prefix sums of counter-reset corrections (None when no series resets)."""
     vs = m.vs
-    raw = vs[hi_c] - vs[lo_c]
     if len(vs) < 2:
-        return raw
-    prev = np.empty_like(vs)
-    prev[0] = vs[0]
-    prev[1:] = vs[:-1]
-    add = np.where(vs < prev, prev, 0.0)
-    if not add.any():
-        return raw
-    c = _pair_prefix(m, add)
-    return raw + (c[hi_c] - c[lo_c])
+        return None
+    add = np.zeros(len(vs))
+    drops = vs[1:] < vs[:-1]
+    if not drops.any():
+        return None
+    add[1:] = np.where(drops, vs[:-1], 0.0)
+    return _pair_prefix(m, add)
+
+
+# Rows per chunk: keeps the temporaries of the rate arithmetic in cache.
+_ROW_CHUNK = 256
 
 
 def extrapolated_rate(m: MatrixBlock, is_counter: bool, is_rate: bool) -> RangeResult:
     """rate / increase / delta with Prometheus's boundary extrapolation."""
-    n, lo_c, hi_c = _ends(m)
-    ok = n >= 2
-    if not ok.any():
+    shape = m.lo.shape
+    if len(m.vs) == 0:
         return _empty_like(m)
-    vs, ts = m.vs, m.ts
-    if is_counter:
-        result = _counter_increase(m, lo_c, hi_c)
-    else:
-        result = vs[hi_c] - vs[lo_c]
-    first_v = vs[lo_c]
-    first_t = ts[lo_c].astype(np.float64)
-    last_t = ts[hi_c].astype(np.float64)
-    nf = np.maximum(n - 1, 1).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sampled = (last_t - first_t) / 1000.0
-        avg = sampled / nf
-        d_start = (first_t - m.range_start[None, :]) / 1000.0
-        d_end = (m.range_end[None, :] - last_t) / 1000.0
-        thr = avg * 1.1
-        d_start = np.where(d_start >= thr, avg / 2, d_start)
-        if is_counter:
-            zero_ok = (result > 0) & (first_v >= 0)
-            d_zero = sampled * (first_v / np.where(zero_ok, result, 1.0))
-            d_start = np.where(zero_ok & (d_zero < d_start), d_zero, d_start)
-        d_end = np.where(d_end >= thr, avg / 2, d_end)
-        factor = (sampled + d_start + d_end) / sampled
-        if is_rate:
-            factor = factor / (m.range_ms / 1000.0)
-        result = result * factor
-    return np.where(ok, result, 0.0), ok
+    out = np.zeros(shape)
+    present = np.zeros(shape, dtype=bool)
+    resets_c = _reset_prefix(m) if is_counter else None
+    last = len(m.vs) - 1
+    r_start = m.range_start.astype(np.float64)[None, :]
+    r_end = m.range_end.astype(np.float64)[None, :]
+    range_s = m.range_ms / 1000.0
+    for a in range(0, shape[0], _ROW_CHUNK):
+        b = a + _ROW_CHUNK
+        lo, hi = m.lo[a:b], m.hi[a:b]
+        n = hi - lo
+        ok = n >= 2
+        present[a:b] = ok
+        if not ok.any():
+            continue
+        lo_c = np.minimum(lo, last)
+        hi_c = np.clip(hi - 1, 0, last)
+        first_v = m.vs[lo_c]
+        result = m.vs[hi_c] - first_v
+        if resets_c is not None:
+            result += resets_c[hi_c] - resets_c[lo_c]
+        first_t = m.ts[lo_c].astype(np.float64)
+        last_t = m.ts[hi_c].astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sampled = last_t - first_t
+            avg = sampled / np.maximum(n - 1, 1)
+            thr = avg * 1.1
+            half = avg / 2
+            d_start = first_t - r_start
+            d_start = np.where(d_start >= thr, half, d_start)
+            if is_counter:
+                zero_ok = (result > 0) & (first_v >= 0)
+                d_zero = sampled * (first_v / np.where(zero_ok, result, 1.0))
+                d_start = np.where(zero_ok & (d_zero < d_start), d_zero, d_start)
+            d_end = r_end - last_t
+            d_end = np.where(d_end >= thr, half, d_end)
+            factor = (sampled + d_start + d_end) / sampled
+            if is_rate:
+                factor /= range_s
+            result *= factor
+        out[a:b] = np.where(ok, result, 0.0)
+    return out, present
 
 
 def instant_rate(m: MatrixBlock, is_rate: bool) -> RangeResult:
     """irate / idelta: from the last two samples of each window."""
-    n, lo_c, hi_c = _ends(m)
+    n, _lo_c, hi_c = _ends(m)
     ok = n >= 2
     if not ok.any():
         return _empty_like(m)
@@ -241,7 +258,7 @@ def _kahan_avg(vals: Arr) -> float:
 
 
 def _prefix_or_exact(m: MatrixBlock, exact: Callable[[Arr], float], avg: bool) -> RangeResult:
-    n, lo_c, hi_c = _ends(m)
+    n, _lo_c, _hi_c = _ends(m)
     ok = n >= 1
     if len(m.vs) == 0:
         return _empty_like(m)
@@ -329,9 +346,7 @@ def ts_of_min_over_time(m: MatrixBlock) -> RangeResult:
 # --- gathered windows ------------------------------------------------------------
 
 
-def gather_windows(
-    m: MatrixBlock, ok: Arr
-) -> Iterator[tuple[tuple[Arr, Arr], Arr, Arr, Arr]]:
+def gather_windows(m: MatrixBlock, ok: Arr) -> Iterator[tuple[tuple[Arr, Arr], Arr, Arr, Arr]]:
     """Yield (row/col index of windows, values [k, W], times [k, W], mask [k, W])
     for the windows selected by `ok`, in chunks of bounded size. Padding holds NaN
     values and is False in the mask."""
@@ -406,7 +421,8 @@ def mad_over_time(m: MatrixBlock) -> RangeResult:
         med = quantile_sorted(half, s, cnt)
         dev = np.abs(vals - med[:, None])
         s2, _ = _sorted_go_order(dev, mask)
-        out[r, c] = quantile_sorted(half, s2, cnt)
+        has_nan = (np.isnan(vals) & mask).any(axis=1)
+        out[r, c] = np.where(has_nan, np.nan, quantile_sorted(half, s2, cnt))
     return out, ok
 
 

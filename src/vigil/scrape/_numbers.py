@@ -70,7 +70,7 @@ def _hex_underscores_ok(mant: str) -> bool:
 
 def om_parse_float(s: str) -> float:
     """Parse an OpenMetrics number (spec ABNF); ValueError otherwise."""
-    if not _OM_NUMBER.fullmatch(s) or s[0] in "+-" and s[1:2] in ("n", "N"):
+    if not _OM_NUMBER.fullmatch(s) or (s[0] in "+-" and s[1:2] in ("n", "N")):
         raise ValueError(f"{s!r} is not an OpenMetrics number")
     return float(s)
 

@@ -282,7 +282,7 @@ class OpenMetricsParser:
         suffix = fam.allowed[sname]
         typ = fam.type or "unknown"
         v = 0.0
-        if typ != "gauge" and typ != "unknown" or suffix:
+        if (typ != "gauge" and typ != "unknown") or suffix:
             try:
                 v = om_parse_float(raw_v)
             except ValueError as e:
@@ -298,7 +298,9 @@ class OpenMetricsParser:
             except ValueError:
                 self._fail(lineno, f"invalid 'le' label value {raw_le!r}")
             if le == _INF and raw_le != "+Inf":
-                self._fail(lineno, f"the infinite bucket must be written le=\"+Inf\", found {raw_le!r}")
+                self._fail(
+                    lineno, f'the infinite bucket must be written le="+Inf", found {raw_le!r}'
+                )
             if not v.is_integer():
                 self._fail(lineno, f"bucket value must be an integer, found {raw_v!r}")
             g = _without(pairs, "le")
@@ -312,7 +314,9 @@ class OpenMetricsParser:
                 q = -1.0
             if not 0.0 <= q <= 1.0:
                 found = "no such label" if raw_q is None else repr(raw_q)
-                self._fail(lineno, f"summary sample needs a 'quantile' label in [0, 1], found {found}")
+                self._fail(
+                    lineno, f"summary sample needs a 'quantile' label in [0, 1], found {found}"
+                )
             if v < 0:
                 self._fail(lineno, f"quantile values may not be negative, found {raw_v!r}")
             g = _without(pairs, "quantile")
@@ -331,18 +335,30 @@ class OpenMetricsParser:
         if suffix in _NO_NEGATIVE and v < 0:
             self._fail(lineno, f"{sname!r} may not be negative, found {raw_v!r}")
         if ex and not (
-            (typ in _HISTOGRAMS and suffix == "_bucket") or (typ == "counter" and suffix == "_total")
+            (typ in _HISTOGRAMS and suffix == "_bucket")
+            or (typ == "counter" and suffix == "_total")
         ):
-            self._fail(lineno, f"exemplars are allowed only on counter _total and histogram _bucket samples, not on {sname!r}")
+            self._fail(
+                lineno,
+                f"exemplars are allowed only on counter _total and histogram _bucket samples, not on {sname!r}",
+            )
         # grouping: one label group's samples are contiguous, timestamps not going back
         if fam.group is not None:
             if g != fam.group:
                 if g in fam.seen_groups:
-                    self._fail(lineno, f"samples of label set {dict(g)!r} of {fam.name!r} are not contiguous")
+                    self._fail(
+                        lineno,
+                        f"samples of label set {dict(g)!r} of {fam.name!r} are not contiguous",
+                    )
             else:
                 if (ts is None) != (fam.group_ts is None):
                     self._fail(lineno, "a label group mixes samples with and without timestamps")
-                if ts is not None and fam.group_ts is not None and ts < fam.group_ts and typ != "info":
+                if (
+                    ts is not None
+                    and fam.group_ts is not None
+                    and ts < fam.group_ts
+                    and typ != "info"
+                ):
                     self._fail(lineno, "timestamps go backwards within a label group")
         fam.group = g
         fam.group_ts = ts
@@ -361,10 +377,14 @@ class OpenMetricsParser:
             self._fail(lineno, "exemplar labels exceed 128 characters")
         after = text[end:]
         if after[:1] != " ":
-            self._fail(lineno, f"expected ' ' and a value after the exemplar labels, found {after[:10]!r}")
+            self._fail(
+                lineno, f"expected ' ' and a value after the exemplar labels, found {after[:10]!r}"
+            )
         parts = after[1:].split(" ")
         if len(parts) > 2 or not all(parts):
-            self._fail(lineno, f"expected an exemplar value and optional timestamp, found {after[1:]!r}")
+            self._fail(
+                lineno, f"expected an exemplar value and optional timestamp, found {after[1:]!r}"
+            )
         try:
             value = om_parse_float(parts[0])
             ts = seconds_to_ms(parse_om_timestamp(parts[1])) if len(parts) == 2 else NO_TIMESTAMP
@@ -394,7 +414,9 @@ def _check_histogram(
                 if le < 0:
                     neg_buckets = True
                 if bucket is not None and le <= bucket:
-                    raise ExpositionError(line, f"buckets of {name!r} are not in ascending 'le' order")
+                    raise ExpositionError(
+                        line, f"buckets of {name!r} are not in ascending 'le' order"
+                    )
                 if v < last_count:
                     raise ExpositionError(line, f"bucket counts of {name!r} decrease")
                 bucket = le

@@ -9,6 +9,8 @@ allowed; there is no EOF marker.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import numpy as np
 
 from vigil.scrape._expo_common import (
@@ -65,82 +67,114 @@ class PromTextParser:
         self.helps: dict[str, str] = {}
         self.types: dict[str, str] = {}
         self.metadata: dict[str, MetricMetadata] = {}
+        self._lines: list[str] = []
+        self._base = 0
 
     def feed(self, text: str) -> Exposition:
         """Parse complete lines (a trailing partial line is treated as complete)."""
         keys: list[str] = []
         vals: list[str] = []
-        linenos: list[int] = []
         ts_at: list[int] = []
         ts_raw: list[str] = []
+        ts_line: list[int] = []
+        add_key = keys.append
+        add_val = vals.append
         cache = PROM_SERIES.entries
-        cache_get = PROM_SERIES.get
         lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()
         base = self.lineno
-        lineno = base
+        self._lines, self._base = lines, base
         for lineno, line in enumerate(lines, base + 1):
             if not line:
                 continue
-            c = line[0]
-            if c == "#":
-                self._comment(line, lineno)
+            if line[0] == "#":
+                self._comment(line, lineno, keys, vals)
                 continue
-            if c == " " or c == "\t":
-                line = line.lstrip(" \t")
-                if not line:
-                    continue
-                if line[0] == "#":
-                    self._comment(line, lineno)
-                    continue
-            rb = line.rfind("}")
-            if rb >= 0:
-                key = line[: rb + 1]
-                rest = line[rb + 1 :].split()
-            else:
-                rest = line.split()
-                key = rest.pop(0)
-            if key not in cache:
-                try:
-                    cache_get(key)
-                except SeriesSyntaxError as e:
-                    raise ExpositionError(lineno, f"invalid series {key!r}: {e}") from None
-            n = len(rest)
-            if n == 1:
-                vals.append(rest[0])
-            elif n == 2:
-                vals.append(rest[0])
-                ts_at.append(len(keys))
-                ts_raw.append(rest[1])
-            elif n == 0:
-                raise ExpositionError(lineno, f"expected a value after {key!r}, found end of line")
-            else:
-                raise ExpositionError(
-                    lineno,
-                    f"expected a value and an optional timestamp after {key!r}, "
-                    f"found {n} fields: {' '.join(rest)!r}",
-                )
-            keys.append(key)
-            linenos.append(lineno)
-        self.lineno = lineno if lines else base
+            # Common case: 'series value' with a single blank and a series seen before.
+            key, _, v = line.rpartition(" ")
+            if key in cache:
+                add_key(key)
+                add_val(v)
+                continue
+            self._slow_line(line, lineno, keys, vals, ts_at, ts_raw, ts_line)
+        self.lineno = base + len(lines)
         values, bad = bulk_floats(vals, openmetrics=False)
         if bad >= 0:
             raise ExpositionError(
-                linenos[bad], f"invalid value {vals[bad]!r} for {keys[bad]!r}: expected a float"
+                _sample_line(lines, base, bad),
+                f"invalid value {vals[bad]!r} for {keys[bad]!r}: expected a float",
             )
         timestamps = np.full(len(keys), NO_TIMESTAMP, dtype=np.int64)
-        for i, raw in zip(ts_at, ts_raw, strict=True):
+        for i, raw, ln in zip(ts_at, ts_raw, ts_line, strict=True):
             try:
                 timestamps[i] = parse_prom_timestamp(raw)
             except ValueError as e:
-                raise ExpositionError(linenos[i], str(e)) from None
+                raise ExpositionError(ln, str(e)) from None
         return Exposition(keys, values, timestamps, dict(self.metadata), False)
+
+    def _slow_line(
+        self,
+        line: str,
+        lineno: int,
+        keys: list[str],
+        vals: list[str],
+        ts_at: list[int],
+        ts_raw: list[str],
+        ts_line: list[int],
+    ) -> None:
+        """Any sample line the fast path did not take: new series, timestamps, odd
+        blanks, comments after leading blanks."""
+        stripped = line.lstrip(" \t")
+        if not stripped:
+            return
+        if stripped[0] == "#":
+            self._comment(stripped, lineno, keys, vals)
+            return
+        line = stripped
+        rb = line.rfind("}")
+        if rb >= 0:
+            key = line[: rb + 1]
+            rest = line[rb + 1 :].split()
+        else:
+            rest = line.split()
+            key = rest.pop(0)
+        if key not in PROM_SERIES.entries:
+            try:
+                PROM_SERIES.get(key)
+            except SeriesSyntaxError as e:
+                self._fail(lineno, f"invalid series {key!r}: {e}", keys, vals)
+        n = len(rest)
+        if n == 0:
+            self._fail(lineno, f"expected a value after {key!r}, found end of line", keys, vals)
+        if n > 2:
+            self._fail(
+                lineno,
+                f"expected a value and an optional timestamp after {key!r}, "
+                f"found {n} fields: {' '.join(rest)!r}",
+                keys,
+                vals,
+            )
+        if n == 2:
+            ts_at.append(len(keys))
+            ts_raw.append(rest[1])
+            ts_line.append(lineno)
+        keys.append(key)
+        vals.append(rest[0])
+
+    def _fail(self, lineno: int, message: str, keys: list[str], vals: list[str]) -> NoReturn:
+        # Values are converted in bulk at the end; an earlier bad value is the first
+        # problem, so report it instead.
+        _, bad = bulk_floats(vals, openmetrics=False)
+        if bad >= 0:
+            message = f"invalid value {vals[bad]!r} for {keys[bad]!r}: expected a float"
+            lineno = _sample_line(self._lines, self._base, bad)
+        raise ExpositionError(lineno, message)
 
     def close(self) -> None:
         """Nothing is required at the end of a Prometheus text body."""
 
-    def _comment(self, line: str, lineno: int) -> None:
+    def _comment(self, line: str, lineno: int, keys: list[str], vals: list[str]) -> None:
         # "#" then blanks, then HELP/TYPE; anything else is a plain comment.
         body = line[1:].lstrip(" \t")
         if body.startswith("HELP"):
@@ -158,13 +192,13 @@ class PromTextParser:
         name, rest = self._meta_name(rest, lineno, kind)
         if kind == "HELP":
             if name in self.helps:
-                raise ExpositionError(lineno, f"second HELP line for metric name {name!r}")
+                self._fail(lineno, f"second HELP line for metric name {name!r}", keys, vals)
             text = rest[1:] if rest[:1] in (" ", "\t") else rest
             self.helps[name] = unescape_help(text)
         else:
             typ = rest.strip(" \t")
             if name in self.types:
-                raise ExpositionError(lineno, f"second TYPE line for metric name {name!r}")
+                self._fail(lineno, f"second TYPE line for metric name {name!r}", keys, vals)
             if typ not in _PROM_TYPES:
                 raise ExpositionError(
                     lineno,
@@ -193,3 +227,15 @@ class PromTextParser:
             found = repr(name) if name else "end of line"
             raise ExpositionError(lineno, f"expected a metric name after # {kind}, found {found}")
         return name, rest[end:]
+
+
+def _sample_line(lines: list[str], base: int, index: int) -> int:
+    """Line number of the `index`-th sample among `lines` (errors only: a rescan)."""
+    seen = -1
+    for lineno, line in enumerate(lines, base + 1):
+        stripped = line.lstrip(" \t")
+        if stripped and stripped[0] != "#":
+            seen += 1
+            if seen == index:
+                return lineno
+    return base + len(lines)

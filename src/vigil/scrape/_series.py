@@ -155,9 +155,23 @@ def parse_label_block(
         )
 
 
+_SIMPLE_SERIES = re.compile(
+    r'[a-zA-Z_:][a-zA-Z0-9_:]*\{(?:[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*",)*'
+    r'(?:[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*")?\}'
+)
+_SIMPLE_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"')
+
+
 def parse_series(key: str, prom: bool) -> tuple[str, Pairs]:
     """Parse a whole series text into ``(metric_name, sorted_pairs)``; the pairs keep
     empty values. Raises SeriesSyntaxError unless the text is exactly one series."""
+    if _SIMPLE_SERIES.fullmatch(key) and not key.endswith(",}"):
+        # No escapes, blanks or quoted names: one regex validates, one extracts.
+        lb = key.index("{")
+        pairs = _SIMPLE_PAIR.findall(key, lb)
+        names = {k for k, _ in pairs}
+        if len(names) == len(pairs) and "__name__" not in names:
+            return key[:lb], tuple(sorted(pairs))
     lb = key.find("{")
     if lb < 0:
         if not NAME_RE.fullmatch(key):

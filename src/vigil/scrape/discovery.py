@@ -262,14 +262,19 @@ class DiscoveryManager:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stopped = False
 
-    def apply_config(self, jobs: Mapping[str, Sequence[SDConfig]]) -> None:
+    def apply_config(self, jobs: Mapping[str, Sequence[SDConfig]] | Any) -> None:
         """Replace the set of jobs, read their targets now, and report every job.
 
-        Jobs whose SD configs are unchanged keep their providers (files are not
-        re-read). Removed jobs get no further updates; dropping them is the caller's
-        business.
+        `jobs` is `{job_name: [StaticConfig | FileSDConfig, ...]}` or a whole
+        `vigil.config.Config` (its `scrape_configs` are used). Jobs whose SD configs
+        are unchanged keep their providers (files are not re-read). Removed jobs get
+        no further updates; dropping them is the caller's business. When any job has
+        file SD, the polling thread is started if it is not running yet.
         """
+        if not isinstance(jobs, Mapping):
+            jobs = jobs_from_scrape_configs(jobs.scrape_configs)
         with self._lock:
             new: dict[str, _Job] = {}
             for name, configs in jobs.items():
@@ -291,6 +296,9 @@ class DiscoveryManager:
             self._jobs = new
             for name, job in new.items():
                 self._send(name, job, always=True)
+            needs_polling = any(job.files for job in new.values())
+        if needs_polling:
+            self.start()
 
     def refresh(self, *, force: bool = False) -> None:
         """Check every file now (the polling thread calls this); report changed jobs."""
@@ -331,10 +339,9 @@ class DiscoveryManager:
             return job.groups() if job is not None else []
 
     def start(self) -> None:
-        """Start the polling thread (idempotent)."""
-        if self._thread is not None and self._thread.is_alive():
+        """Start the polling thread (idempotent; a no-op after `stop()`)."""
+        if self._stopped or (self._thread is not None and self._thread.is_alive()):
             return
-        self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="vigil-discovery", daemon=True)
         self._thread.start()
 
@@ -346,7 +353,8 @@ class DiscoveryManager:
                 log.exception("discovery: refresh failed")
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the polling thread and wait for it (up to `timeout` seconds)."""
+        """Stop the polling thread and wait for it (up to `timeout` seconds). Final."""
+        self._stopped = True
         self._stop.set()
         t = self._thread
         if t is not None:

@@ -252,6 +252,8 @@ class ScrapeLoop:
         self._task: asyncio.Task[None] | None = None
         self._last_start: float | None = None
         self._seen: np.ndarray | None = None  # slots of the last parsed scrape
+        # Keys of the last parsed scrape and their slots (valid until compaction).
+        self._prev_keys: tuple[Sequence[str], np.ndarray | None] = ((), None)
         # Set by the manager (e.g. target_limit exceeded): scrapes fail with it
         # without contacting the target.
         self.forced_error: str | None = None
@@ -271,11 +273,13 @@ class ScrapeLoop:
             self._metadata = old._metadata
             if self.options.cache_compatible(old.options):
                 self._cache = old._cache
+                self._prev_keys = old._prev_keys
                 self._pending_stale = old._pending_stale
             else:
                 self._pending_stale = np.union1d(old._pending_stale, old._live_refs())
             old._ever_scraped = False  # its series are ours now: no end-of-run markers
             old._cache = SeriesCache()
+            old._prev_keys = ((), None)
             old._pending_stale = np.zeros(0, dtype=np.int64)
 
     def _live_refs(self) -> np.ndarray:
@@ -452,17 +456,27 @@ class ScrapeLoop:
         n = len(keys)
         out.scraped = n
         cache = self._cache
-        try:
-            # The hot path: every key known -> one C-level pass over the dict.
-            slots = np.fromiter(map(cache.index.__getitem__, keys), dtype=np.int64, count=n)
-        except KeyError:
+        prev_keys, prev_slots = self._prev_keys
+        if prev_slots is not None and keys == prev_keys:
+            # The hottest path: the target wrote the same series in the same order
+            # as last time. Comparing strings needs no hashing: ~8x cheaper than
+            # the dict lookups below.
+            slots = prev_slots
+        else:
             try:
-                slots = self._slots_slow(keys)
-            except ScrapeError as exc:
-                if isinstance(exc, LabelLimitError):
-                    self._metrics.inc("prometheus_target_scrape_pool_exceeded_label_limits_total")
-                out.error = str(exc)
-                return None
+                # Every key known -> one C-level pass over the dict.
+                slots = np.fromiter(map(cache.index.__getitem__, keys), dtype=np.int64, count=n)
+            except KeyError:
+                try:
+                    slots = self._slots_slow(keys)
+                except ScrapeError as exc:
+                    if isinstance(exc, LabelLimitError):
+                        self._metrics.inc(
+                            "prometheus_target_scrape_pool_exceeded_label_limits_total"
+                        )
+                    out.error = str(exc)
+                    return None
+            self._prev_keys = (keys, slots)
         self._seen = slots
         refs = cache.refs[slots]
         kept = refs != _DROPPED
@@ -496,7 +510,7 @@ class ScrapeLoop:
                 has_ts = mask
         tss = (
             np.full(len(slots), ts_ms, dtype=np.int64)
-            if has_ts is None
+            if has_ts is None or own_ts is None
             else np.where(has_ts, own_ts, ts_ms)
         )
         keep = None
@@ -545,11 +559,10 @@ class ScrapeLoop:
         for i, key in enumerate(keys):
             slot = index.get(key)
             if slot is None:
-                lbls: Labels | None = merge_target_labels(
-                    labels_of(key), target_labels, opts.honor_labels
-                )
+                merged = merge_target_labels(labels_of(key), target_labels, opts.honor_labels)
+                lbls: Labels | None = merged
                 if opts.metric_relabel_configs:
-                    lbls = relabel(lbls, opts.metric_relabel_configs)
+                    lbls = relabel(merged, opts.metric_relabel_configs)
                 if lbls is not None and len(lbls) == 0:
                     lbls = None
                 if lbls is not None:
@@ -590,6 +603,7 @@ class ScrapeLoop:
         keep[seen] = True
         if np.count_nonzero(keep) * 2 < n:
             self._cache.compact(keep)
+            self._prev_keys = ((), None)
 
     def _append_report(self, app: Any, ts_ms: int, out: ScrapeOutcome) -> None:
         if self._report_refs is None:

@@ -295,14 +295,14 @@ class ScrapeManager:
             sni = server_name(pool.cfg)
             for key in [k for k in pool.loops if k not in wanted]:
                 with self._lock:
-                    lp = pool.loops.pop(key)
-                await lp.cancel()
-                handover[(lp.target.public_labels, lp.target.url)] = lp
+                    gone = pool.loops.pop(key)
+                await gone.cancel()
+                handover[(gone.target.public_labels, gone.target.url)] = gone
             for key, target in wanted.items():
-                lp = pool.loops.get(key)
-                if lp is not None and lp._task is not None:
-                    lp.target.discovered = target.discovered
-                    lp.forced_error = pool.forced_error
+                cur = pool.loops.get(key)
+                if cur is not None and cur._task is not None:
+                    cur.target.discovered = target.discovered
+                    cur.forced_error = pool.forced_error
                     continue
                 new = ScrapeLoop(
                     target,
@@ -316,7 +316,7 @@ class ScrapeManager:
                     offset_seed=self._offset_seed,
                 )
                 new.forced_error = pool.forced_error
-                prev = handover.pop((target.public_labels, target.url), None) or lp
+                prev = handover.pop((target.public_labels, target.url), None) or cur
                 if prev is not None:
                     new.inherit(prev)
                 with self._lock:
@@ -324,8 +324,8 @@ class ScrapeManager:
                 new.start(self._executor)
         to_stale.extend(handover.values())
         now_ms = int(self._now() * 1000)
-        for lp in to_stale:
-            await self._run_blocking(lp.mark_stale, now_ms)
+        for dead in to_stale:
+            await self._run_blocking(dead.mark_stale, now_ms)
         for old in [*removed, *replaced.values()]:
             await self._close_client(old)
 
@@ -346,7 +346,7 @@ class ScrapeManager:
 
     def targets_active(self) -> list[dict[str, Any]]:
         """Active targets in the shape of `/api/v1/targets` `activeTargets`."""
-        out = []
+        out: list[dict[str, Any]] = []
         for job, lp in self._all_loops():
             t = lp.target
             r = t.last_result

@@ -9,6 +9,7 @@ Thread-safe.
 from __future__ import annotations
 
 import gzip
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,8 +31,10 @@ class Response:
 class StaticTarget:
     """`with StaticTarget() as t: t.set("/metrics", b"up 1\\n"); t.url("/metrics")`."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        """`tls`: a server-side context to serve HTTPS instead of HTTP."""
         self._lock = threading.Lock()
+        self.scheme = "https" if tls is not None else "http"
         self._responses: dict[str, Response] = {}
         self.requests: list[dict[str, Any]] = []
         owner = self
@@ -42,14 +45,19 @@ class StaticTarget:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 with owner._lock:
-                    owner.requests.append({"path": self.path, "headers": dict(self.headers.items())})
+                    owner.requests.append(
+                        {"path": self.path, "headers": dict(self.headers.items())}
+                    )
                     resp = owner._responses.get(path)
                 if resp is None:
                     self._send(404, b"not found\n", "text/plain", {})
                     return
                 if resp.delay_s:
                     time.sleep(resp.delay_s)
-                if resp.require_auth is not None and self.headers.get("Authorization") != resp.require_auth:
+                if (
+                    resp.require_auth is not None
+                    and self.headers.get("Authorization") != resp.require_auth
+                ):
                     self._send(401, b"unauthorized\n", "text/plain", {})
                     return
                 body, extra = resp.body, dict(resp.headers)
@@ -75,16 +83,20 @@ class StaticTarget:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="static-target", daemon=True)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), name="static-target", daemon=True
+        )
 
     @property
     def address(self) -> str:
         """host:port the server listens on."""
         host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
+        return f"{host!s}:{port}"
 
     def url(self, path: str = "/metrics") -> str:
-        return f"http://{self.address}{path}"
+        return f"{self.scheme}://{self.address}{path}"
 
     def set(self, path: str, body: bytes | str, **kw: Any) -> None:
         """Serve `body` at `path` from now on (other `Response` fields as keywords)."""

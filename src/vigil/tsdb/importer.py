@@ -97,6 +97,11 @@ class _Backfill:
                 self._spill(int(w)).write(rec[win == w].tobytes())
         self.samples += int(ts.size)
 
+    @property
+    def windows(self) -> int:
+        """How many blocks `write_blocks` will write."""
+        return len(self._spills)
+
     def _spill(self, window: int) -> IO[bytes]:
         fh = self._spills.get(window)
         if fh is None:
@@ -259,7 +264,7 @@ def import_exposition(
     data_dir = Path(data_dir)
     with ExitStack() as stack:
         fh: BinaryIO = (
-            stack.enter_context(open(source, "rb")) if isinstance(source, Path) else source
+            stack.enter_context(open(source, "rb")) if isinstance(source, (str, Path)) else source
         )
         if content_type is None and _sniff_openmetrics(fh):
             content_type = OPENMETRICS_TYPE
@@ -269,7 +274,6 @@ def import_exposition(
             from rich.console import Console
             from rich.progress import (
                 BarColumn,
-                DownloadColumn,
                 Progress,
                 TextColumn,
                 TimeRemainingColumn,
@@ -279,12 +283,12 @@ def import_exposition(
                 Progress(
                     TextColumn("{task.description}"),
                     BarColumn(),
-                    DownloadColumn(),
+                    TextColumn("{task.completed:,.0f}/{task.total:,.0f} {task.fields[unit]}"),
                     TimeRemainingColumn(),
                     console=Console(stderr=True),
                 )
             )
-            task = bar.add_task("parsing", total=size)
+            task = bar.add_task("parsing", total=size, unit="bytes")
             fh = _CountingReader(fh, lambda n: bar.advance(task, n))  # type: ignore[assignment]
 
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -318,7 +322,7 @@ def import_exposition(
         except exposition.ExpositionError as exc:
             raise BackfillError(exc.message, exc.line) from None
         if bar is not None:
-            wtask = bar.add_task("writing blocks", total=len(bf._spills))
+            wtask = bar.add_task("writing", total=bf.windows, unit="blocks")
             staged = bf.write_blocks(report, lambda: bar.advance(wtask, 1))
         else:
             staged = bf.write_blocks(report)

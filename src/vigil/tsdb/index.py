@@ -285,7 +285,7 @@ class IndexReader:
 
     def _owner(self) -> np.ndarray:
         if self._pair_owner is None:
-            counts = np.diff(self.label_start.astype(np.int64))
+            counts = np.diff(self.label_start.astype(np.int64)).astype(np.int64)
             self._pair_owner = np.repeat(np.arange(self.num_series), counts)
         return self._pair_owner
 
@@ -294,13 +294,16 @@ class IndexReader:
     def _postings(self, row: int) -> np.ndarray:
         return self._pids[int(self._pstart[row]) : int(self._pstart[row + 1])]
 
-    def _union_rows(self, rows: np.ndarray) -> np.ndarray:
-        if rows.size == 0:
+    def _union_rows(self, first: int, stop: int, take: np.ndarray) -> np.ndarray:
+        """Ascending union of the postings of rows first..stop where `take` is set."""
+        if not take.any():
             return _EMPTY_IDS
-        if rows.size == 1:
-            return self._postings(int(rows[0])).astype(np.int64)
-        parts = [self._postings(int(r)) for r in rows]
-        return np.unique(np.concatenate(parts)).astype(np.int64)
+        lo, hi = int(self._pstart[first]), int(self._pstart[stop])
+        lengths = np.diff(self._pstart[first : stop + 1].astype(np.int64)).astype(np.int64)
+        ids = self._pids[lo:hi][np.repeat(take, lengths)]
+        if int(take.sum()) > 1:
+            ids = np.unique(ids)
+        return ids.astype(np.int64)
 
     def _matcher_ids(self, m: Matcher) -> tuple[bool, np.ndarray]:
         """(positive, ids): the series matching `m`, or if not positive, those excluded."""
@@ -310,16 +313,16 @@ class IndexReader:
             # Symbols sort like strings, so the value's row is found by bisection.
             sy = self.symbols
             lo = bisect.bisect_left(self._pvalues, m.value, first, stop, key=lambda s: sy[int(s)])
-            rows = [lo] if lo < stop and sy[int(self._pvalues[lo])] == m.value else []
-            return True, self._union_rows(np.asarray(rows, dtype=np.int64))
+            if lo < stop and sy[int(self._pvalues[lo])] == m.value:
+                return True, self._postings(lo).astype(np.int64)
+            return True, _EMPTY_IDS
         hits = np.fromiter(
             (m.matches(self.symbols[int(s)]) for s in value_syms), dtype=bool, count=stop - first
         )
-        rows = np.arange(first, stop)
         if m.matches(""):
             # Series without the label match too: exclude those whose value fails.
-            return False, self._union_rows(rows[~hits])
-        return True, self._union_rows(rows[hits])
+            return False, self._union_rows(first, stop, ~hits)
+        return True, self._union_rows(first, stop, hits)
 
     def select_ids(self, matchers: Sequence[Matcher]) -> np.ndarray:
         """Ascending int64 ids of series matching every matcher (all series if none)."""

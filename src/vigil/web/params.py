@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from starlette.datastructures import FormData, QueryParams
 
@@ -71,7 +71,7 @@ MIN_TIME_MS = (-(2**63) // 1000 + 62135596801) * 1000
 MAX_TIME_MS = ((2**63 - 1) // 1000 - 62135596801) * 1000 + 999
 _MIN_TIME_TEXT = "-292273086-05-16T16:47:06Z"
 _MAX_TIME_TEXT = "292277025-08-17T07:12:54.999999999Z"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_time_ms(s: str) -> int:

@@ -1,0 +1,169 @@
+"""Range-vector functions: rate family, *_over_time, regression, smoothing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vigil.model.labels import Labels
+from vigil.model.matchers import Matcher, MatchType
+from vigil.promql import errors
+from vigil.promql.engine import Engine
+from vigil.promql.parser import ast
+from vigil.storage.memory import MemoryStorage
+
+MIN = 60_000
+
+
+def _store(series: dict[str, list[float | None]], interval: int) -> MemoryStorage:
+    s = MemoryStorage()
+    app = s.appender()
+    for name, vals in series.items():
+        lbls = Labels.from_dict({"__name__": name})
+        for i, v in enumerate(vals):
+            if v is not None:
+                app.append(lbls, i * interval, v)
+    app.commit()
+    return s
+
+
+def _call(func: str, name: str, range_ms: int, *extra: float, first: float | None = None) -> ast.Call:
+    m = ast.MatrixSelector(ast.VectorSelector(name, (Matcher(MatchType.EQUAL, "__name__", name),)), range_ms)
+    args: list[ast.Expr] = []
+    if first is not None:
+        args.append(ast.NumberLiteral(first))
+    args.append(m)
+    args += [ast.NumberLiteral(x) for x in extra]
+    return ast.Call(func, tuple(args))
+
+
+def _one(e: Engine, expr: ast.Expr, t: int) -> float | None:
+    res = e.instant_query(expr, t)
+    assert res.result_type == "vector"
+    if not res.value:
+        return None
+    assert len(res.value) == 1
+    return res.value[0].v
+
+
+@pytest.fixture
+def eng() -> Engine:
+    return Engine(
+        _store(
+            {
+                "counter": [1, 2, 3, 0, 1, 0, 0, 1, 2, 0, 1],
+                "gauge": [1, 4, 2, 8, 5, 7, 1, 1, 3, 9, 2],
+                "nanny": [1, math.nan, 3],
+                "infy": [1, math.inf, 3],
+                "single": [5],
+                "linear": [float(i * 2) for i in range(11)],
+            },
+            5 * MIN,
+        )
+    )
+
+
+def test_resets_and_changes(eng: Engine) -> None:
+    assert _one(eng, _call("resets", "counter", 50 * MIN), 50 * MIN) == 3
+    assert _one(eng, _call("resets", "counter", 20 * MIN), 50 * MIN) == 1
+    assert _one(eng, _call("changes", "counter", 50 * MIN), 50 * MIN) == 8
+    assert _one(eng, _call("changes", "nanny", 20 * MIN), 10 * MIN) == 2
+    assert _one(eng, _call("changes", "single", 5 * MIN), 0) == 0
+
+
+def test_rate_increase_delta_extrapolation(eng: Engine) -> None:
+    # linear: 0, 2, 4, ... every 5m. Window (20m, 50m] holds 25m..50m: 6 samples.
+    inc = _one(eng, _call("increase", "linear", 30 * MIN), 50 * MIN)
+    assert inc == pytest.approx(12.0)
+    assert _one(eng, _call("rate", "linear", 30 * MIN), 50 * MIN) == pytest.approx(12.0 / 1800)
+    assert _one(eng, _call("delta", "gauge", 50 * MIN), 50 * MIN) == pytest.approx((2 - 4) * 50 / 45)
+    # counter resets are added back: 1,2,3,0,1,0,0,1,2,0,1 over the whole range
+    assert _one(eng, _call("increase", "counter", 51 * MIN), 50 * MIN) == pytest.approx(6 * 3060 / 3000)
+    # single sample: no result
+    assert _one(eng, _call("rate", "single", 5 * MIN), 0) is None
+
+
+def test_rate_zero_point_clamp() -> None:
+    e = Engine(_store({"c": [None, 1.0, 11.0, 21.0]}, MIN))
+    # Samples at 1m, 2m, 3m; window (0, 3m]. Extrapolating 60 s to the start would
+    # go below zero, so it stops at the zero point: 120 s * 1/20 = 6 s.
+    got = _one(e, _call("increase", "c", 3 * MIN), 3 * MIN)
+    assert got == pytest.approx(20 * (120 + 6) / 120)
+
+
+def test_irate_idelta(eng: Engine) -> None:
+    assert _one(eng, _call("irate", "counter", 50 * MIN), 50 * MIN) == pytest.approx(1 / 300)
+    assert _one(eng, _call("irate", "counter", 50 * MIN), 45 * MIN) == pytest.approx(0.0)
+    assert _one(eng, _call("idelta", "gauge", 50 * MIN), 50 * MIN) == -7
+
+
+def test_over_time_reductions(eng: Engine) -> None:
+    vals = np.array([1, 4, 2, 8, 5, 7, 1, 1, 3, 9, 2], dtype=float)
+    t = 50 * MIN
+    r = 50 * MIN  # left-open: drops the sample at 0
+    w = vals[1:]
+    assert _one(eng, _call("sum_over_time", "gauge", r), t) == w.sum()
+    assert _one(eng, _call("avg_over_time", "gauge", r), t) == pytest.approx(w.mean())
+    assert _one(eng, _call("count_over_time", "gauge", r), t) == len(w)
+    assert _one(eng, _call("max_over_time", "gauge", r), t) == w.max()
+    assert _one(eng, _call("min_over_time", "gauge", r), t) == w.min()
+    assert _one(eng, _call("last_over_time", "gauge", r), t) == 2
+    assert _one(eng, _call("first_over_time", "gauge", r), t) == 4
+    assert _one(eng, _call("present_over_time", "gauge", r), t) == 1
+    assert _one(eng, _call("stdvar_over_time", "gauge", r), t) == pytest.approx(w.var())
+    assert _one(eng, _call("stddev_over_time", "gauge", r), t) == pytest.approx(w.std())
+    assert _one(eng, _call("quantile_over_time", "gauge", r, first=0.5), t) == pytest.approx(np.quantile(w, 0.5))
+    assert _one(eng, _call("quantile_over_time", "gauge", r, first=2), t) == math.inf
+    assert _one(eng, _call("quantile_over_time", "gauge", r, first=-1), t) == -math.inf
+    med = np.median(w)
+    assert _one(eng, _call("mad_over_time", "gauge", r), t) == pytest.approx(np.median(np.abs(w - med)))
+    assert _one(eng, _call("ts_of_last_over_time", "gauge", r), t) == 3000.0
+
+
+def test_over_time_nan_and_inf(eng: Engine) -> None:
+    t = 10 * MIN
+    assert math.isnan(_one(eng, _call("sum_over_time", "nanny", 15 * MIN), t))
+    assert _one(eng, _call("max_over_time", "nanny", 15 * MIN), t) == 3
+    assert _one(eng, _call("min_over_time", "nanny", 15 * MIN), t) == 1
+    assert _one(eng, _call("sum_over_time", "infy", 15 * MIN), t) == math.inf
+    assert _one(eng, _call("avg_over_time", "infy", 15 * MIN), t) == math.inf
+    assert math.isnan(_one(eng, _call("stddev_over_time", "infy", 15 * MIN), t))
+
+
+def test_sum_over_time_compensated() -> None:
+    e = Engine(_store({"big": [1e100, 1.0, -1e100]}, MIN))
+    assert _one(e, _call("sum_over_time", "big", 5 * MIN), 2 * MIN) == 1.0
+
+
+def test_deriv_predict_linear(eng: Engine) -> None:
+    t = 50 * MIN
+    assert _one(eng, _call("deriv", "linear", 30 * MIN), t) == pytest.approx(2 / 300)
+    got = _one(eng, _call("predict_linear", "linear", 30 * MIN, 600), t)
+    assert got == pytest.approx(20 + 600 * 2 / 300)
+    assert _one(eng, _call("deriv", "single", 5 * MIN), 0) is None
+
+
+def test_double_exponential_smoothing(eng: Engine) -> None:
+    got = _one(eng, _call("double_exponential_smoothing", "linear", 50 * MIN, 0.5, 0.5), 50 * MIN)
+    assert got == pytest.approx(20.0)
+    with pytest.raises(errors.ExecutionError, match="smoothing factor"):
+        _one(eng, _call("double_exponential_smoothing", "linear", 50 * MIN, 1.5, 0.5), 50 * MIN)
+
+
+def test_absent_over_time(eng: Engine) -> None:
+    sel = ast.VectorSelector(
+        "nope", (Matcher(MatchType.EQUAL, "__name__", "nope"), Matcher(MatchType.EQUAL, "job", "x"))
+    )
+    res = eng.instant_query(ast.Call("absent_over_time", (ast.MatrixSelector(sel, MIN),)), 0)
+    assert [(s.labels.format(), s.v) for s in res.value] == [('{job="x"}', 1.0)]
+    assert _one(eng, _call("absent_over_time", "gauge", MIN), 0) is None
+
+
+def test_range_query_rate_matches_instant(eng: Engine) -> None:
+    expr = _call("rate", "counter", 15 * MIN)
+    res = eng.range_query(expr, 0, 50 * MIN, MIN)
+    s = res.value[0]
+    for t, v in zip(s.timestamps.tolist(), s.values.tolist(), strict=True):
+        assert _one(eng, expr, t) == pytest.approx(v)

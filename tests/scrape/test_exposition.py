@@ -1,0 +1,254 @@
+"""Exposition parsing: Prometheus text 0.0.4, OpenMetrics details, streaming, helpers."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+
+from vigil.model.labels import Labels
+from vigil.scrape.exposition import (
+    ACCEPT_HEADER,
+    NO_TIMESTAMP,
+    ExpositionError,
+    MetricMetadata,
+    iter_parse,
+    labels_of,
+    negotiate,
+    parse,
+)
+
+OM = "application/openmetrics-text; version=1.0.0"
+
+PROM_BODY = b"""# HELP http_requests_total The total number of HTTP requests.
+# TYPE http_requests_total counter
+http_requests_total{method="post",code="200"} 1027 1395066363000
+http_requests_total{method="post",code="400"}    3 1395066363000
+
+# Escaping in label values:
+msdos_file_access_time_seconds{path="C:\\\\DIR\\\\FILE.TXT",error="Cannot find file:\\n\\"FILE.TXT\\""} 1.458255915e9
+
+# Minimalistic line:
+metric_without_timestamp_and_labels 12.47
+# A weird metric from before the epoch:
+something_weird{problem="division by zero"} +Inf -3982045
+# TYPE rpc_duration_seconds summary
+rpc_duration_seconds{quantile="0.5"} 4773
+rpc_duration_seconds_sum 1.7560473e+07
+rpc_duration_seconds_count 2693
+# TYPE old untyped
+old NaN
+"""
+
+
+def test_prometheus_example_body() -> None:
+    exp = parse(PROM_BODY)
+    assert not exp.openmetrics
+    assert exp.keys[0] == 'http_requests_total{method="post",code="200"}'
+    assert exp.values.dtype == np.float64 and exp.timestamps.dtype == np.int64
+    assert exp.values[:2].tolist() == [1027.0, 3.0]
+    assert exp.timestamps[:2].tolist() == [1395066363000, 1395066363000]
+    assert exp.timestamps[3] == NO_TIMESTAMP
+    assert exp.values[4] == math.inf and exp.timestamps[4] == -3982045
+    assert math.isnan(exp.values[-1])
+    assert exp.metadata["http_requests_total"] == MetricMetadata(
+        "counter", "The total number of HTTP requests.", ""
+    )
+    assert exp.metadata["rpc_duration_seconds"].type == "summary"
+    assert exp.metadata["old"].type == "unknown"
+    lbl = labels_of(exp.keys[2])
+    assert lbl.get("path") == "C:\\DIR\\FILE.TXT"
+    assert lbl.get("error") == 'Cannot find file:\n"FILE.TXT"'
+    assert lbl.metric_name == "msdos_file_access_time_seconds"
+
+
+def test_keys_are_stable_cache_keys() -> None:
+    a = parse(b'up{job="a"} 1\n').keys[0]
+    b = parse(b'up{job="a"}   0 123\n').keys[0]
+    assert a == b == 'up{job="a"}'
+    assert parse(b"up 1\n").keys == ["up"]
+
+
+def test_labels_of() -> None:
+    assert labels_of('a{b="1",a="2",e=""}') == Labels.from_pairs(
+        [("__name__", "a"), ("a", "2"), ("b", "1")]
+    )
+    assert labels_of("x") == Labels.from_pairs([("__name__", "x")])
+    with pytest.raises(ExpositionError, match="invalid series"):
+        labels_of('a{b="1"')
+
+
+def test_prometheus_leniency() -> None:
+    body = (
+        b'a { b = "1" , c="2", } 1\n\n  # just a comment\n\tb\t2\t3\n# HELP c \\\\n help\\n x\\t\n'
+    )
+    exp = parse(body)
+    assert exp.values.tolist() == [1.0, 2.0]
+    assert exp.timestamps.tolist() == [NO_TIMESTAMP, 3]
+    assert labels_of(exp.keys[0]).to_dict() == {"__name__": "a", "b": "1", "c": "2"}
+    assert exp.metadata["c"].help == "\\n help\n x\\t"
+
+
+def test_utf8_quoted_names() -> None:
+    exp = parse(b'{"my.metric", "a.b"="c"} 1\n')
+    assert labels_of(exp.keys[0]).to_dict() == {"__name__": "my.metric", "a.b": "c"}
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Inf", math.inf),
+        ("+inf", math.inf),
+        ("-Infinity", -math.inf),
+        ("nan", math.nan),
+        ("0x1p-3", 0.125),
+        ("-0x1_8p0", -24.0),
+        (".5", 0.5),
+        ("5.", 5.0),
+        ("1E3", 1000.0),
+    ],
+)
+def test_go_float_values(text: str, value: float) -> None:
+    got = parse(f"a {text}\n".encode()).values[0]
+    assert (math.isnan(got) and math.isnan(value)) or got == value
+
+
+@pytest.mark.parametrize(
+    "text", ["1_000", "0x1", "1e400", "+NaN", "\u0661", "1.2.3", "abc", "0x_p1"]
+)
+def test_go_float_rejects(text: str) -> None:
+    with pytest.raises(ExpositionError, match=r"line 2: invalid value"):
+        parse(f"ok 1\na {text}\n".encode())
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "fragment"),
+    [
+        (b"a\n", 1, "expected a value"),
+        (b"a 1 2 3\n", 1, "optional timestamp"),
+        (b"a 1 1.5\n", 1, "timestamp '1.5'"),
+        (b"a 1 1_0\n", 1, "timestamp"),
+        (b'a{b="1"} 1\na{b="1} 1\n', 2, "unterminated"),
+        (b'a{b="1",b="2"} 1\n', 1, "duplicate label name 'b'"),
+        (b"# TYPE a gauge\n# TYPE a counter\n", 2, "second TYPE"),
+        (b"# HELP a x\n# HELP a y\n", 2, "second HELP"),
+        (b"# TYPE a gaugehistogram\n", 1, "unknown metric type"),
+        (b"# TYPE 0a gauge\n", 1, "expected a metric name"),
+        (b"a-b 1\n", 1, "invalid metric name"),
+        (b"ok 1\n\xff 1\n", 2, "invalid UTF-8"),
+    ],
+)
+def test_prometheus_errors(body: bytes, line: int, fragment: str) -> None:
+    with pytest.raises(ExpositionError) as info:
+        parse(body)
+    assert info.value.line == line
+    assert fragment in info.value.message
+    assert str(info.value) == f"line {line}: {info.value.message}"
+
+
+def test_first_problem_wins() -> None:
+    # The bad value on line 1 is reported, not the later syntax error.
+    with pytest.raises(ExpositionError) as info:
+        parse(b"a x\nb{ 1\n")
+    assert info.value.line == 1
+
+
+def test_openmetrics_values_timestamps_exemplars() -> None:
+    body = (
+        b"# TYPE a counter\n# HELP a help\n# UNIT a \n"
+        b'a_total{x="1"} 3 1.5 # {trace_id="abc"} 0.5 2\n'
+        b'a_created{x="1"} 1.7e9 1.5\n'
+        b"# TYPE t gauge\nt 1 -1.25\n"
+        b"# EOF"
+    )
+    exp = parse(body, OM)
+    assert exp.openmetrics
+    assert exp.keys == ['a_total{x="1"}', 'a_created{x="1"}', "t"]
+    assert exp.timestamps.tolist() == [1500, 1500, -1250]
+    assert exp.metadata["a"] == MetricMetadata("counter", "help", "")
+    (ex,) = exp.exemplars
+    assert (ex.index, ex.labels, ex.value, ex.timestamp) == (0, (("trace_id", "abc"),), 0.5, 2000)
+
+
+def test_openmetrics_huge_timestamp_is_clamped() -> None:
+    exp = parse(b"a 1 12345678901234567890.5\n# EOF\n", OM)
+    assert exp.timestamps[0] == np.iinfo(np.int64).max
+
+
+def test_openmetrics_is_strict_where_text_is_not() -> None:
+    assert len(parse(b"a 1\n")) == 1
+    with pytest.raises(ExpositionError, match="EOF"):
+        parse(b"a 1\n", OM)
+    with pytest.raises(ExpositionError, match="untyped"):
+        parse(b"# TYPE a untyped\n# EOF\n", OM)
+
+
+def test_negotiate_and_accept_header() -> None:
+    assert negotiate("application/openmetrics-text; version=1.0.0; charset=utf-8") == "openmetrics"
+    assert negotiate("Application/OpenMetrics-Text;version=0.0.1") == "openmetrics"
+    assert negotiate("text/plain; version=0.0.4") == "prometheus"
+    assert negotiate(None) == "prometheus"
+    assert negotiate("") == "prometheus"
+    assert negotiate("garbage;;;") == "prometheus"
+    assert ACCEPT_HEADER.startswith("application/openmetrics-text;version=1.0.0")
+    assert "text/plain;version=0.0.4;q=" in ACCEPT_HEADER and ACCEPT_HEADER.endswith("*/*;q=0.1")
+    # parse accepts negotiate's answer directly
+    assert parse(b"a 1\n# EOF\n", negotiate("application/openmetrics-text")).openmetrics
+
+
+def _stream_all(body: bytes, ct: str | None, chunk: int) -> tuple[list[str], list[float], dict]:
+    keys: list[str] = []
+    vals: list[float] = []
+    meta: dict = {}
+    for part in iter_parse(io.BytesIO(body), ct, chunk_bytes=chunk):
+        keys += part.keys
+        vals += part.values.tolist()
+        meta = part.metadata
+    return keys, vals, meta
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_iter_parse_matches_parse(chunk: int) -> None:
+    whole = parse(PROM_BODY)
+    keys, vals, meta = _stream_all(PROM_BODY, None, chunk)
+    assert keys == whole.keys
+    np.testing.assert_array_equal(np.array(vals), whole.values)
+    assert meta == whole.metadata
+
+
+@pytest.mark.parametrize("chunk", [1, 10, 1 << 20])
+def test_iter_parse_openmetrics(chunk: int) -> None:
+    body = (
+        b'# TYPE h histogram\nh_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\nh_count 2\nh_sum 3\n# EOF'
+    )
+    keys, _, meta = _stream_all(body, OM, chunk)
+    assert keys == ['h_bucket{le="1"}', 'h_bucket{le="+Inf"}', "h_count", "h_sum"]
+    assert meta["h"].type == "histogram"
+
+
+def test_iter_parse_errors_keep_global_line_numbers() -> None:
+    body = b"a 1\n" * 50 + b"bad{ 1\n"
+    with pytest.raises(ExpositionError) as info:
+        list(iter_parse(io.BytesIO(body), chunk_bytes=16))
+    assert info.value.line == 51
+    # OpenMetrics: the end check runs after the last chunk; rules span chunks.
+    with pytest.raises(ExpositionError, match="EOF"):
+        list(iter_parse(io.BytesIO(b"a 1\n" * 10), OM, chunk_bytes=8))
+    om = b"# TYPE h histogram\n" + b'h_bucket{le="+Inf"} 1\n' * 1 + b"h_count 2\nh_sum 1\n# EOF\n"
+    with pytest.raises(ExpositionError, match="differs"):
+        list(iter_parse(io.BytesIO(om), OM, chunk_bytes=8))
+
+
+def test_iter_parse_rejects_bad_chunk_size() -> None:
+    with pytest.raises(ValueError, match="chunk_bytes"):
+        list(iter_parse(io.BytesIO(b""), chunk_bytes=0))
+
+
+def test_large_body_round_trip() -> None:
+    lines = [f'm{{i="{i}",job="x"}} {i}.5' for i in range(5000)]
+    exp = parse(("\n".join(lines) + "\n").encode())
+    assert len(exp) == 5000
+    assert exp.values[4999] == 4999.5
+    assert labels_of(exp.keys[123]).get("i") == "123"
