@@ -132,15 +132,18 @@ def main() -> None:
     store = build(end)
     print(f"built {len(store._series)} series in {time.perf_counter() - t0:.1f}s")
     eng = Engine(store)
-    from vigil.promql.parser import ast as _ast  # noqa: F401  (parser may be missing)
-
     try:
         from vigil.promql.parser import parse_expr  # type: ignore[attr-defined]
     except ImportError:
-        print("parser not available")
-        return
+        parse_expr = None
     for q in QUERIES:
-        expr = parse_expr(q)
+        if parse_expr is not None:
+            expr = parse_expr(q)
+        elif q == QUERIES[0]:
+            expr = _main_query_ast()
+        else:
+            print(f"{'-':>9}     (no parser)   {q}")
+            continue
         best = float("inf")
         n_out = 0
         for _ in range(args.repeat):
@@ -149,6 +152,17 @@ def main() -> None:
             best = min(best, time.perf_counter() - t)
             n_out = len(res.value)  # type: ignore[arg-type]
         print(f"{best * 1000:9.1f} ms  {n_out:6d} series  {q}")
+
+
+def _main_query_ast():
+    from vigil.model.matchers import MatchType
+    from vigil.promql.parser import ast
+
+    sel = ast.VectorSelector(
+        "http_requests_total", (Matcher(MatchType.EQUAL, "__name__", "http_requests_total"),)
+    )
+    rate = ast.Call("rate", (ast.MatrixSelector(sel, 300_000),))
+    return ast.AggregateExpr("sum", rate, grouping=("job",))
 
 
 if __name__ == "__main__":

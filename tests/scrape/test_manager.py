@@ -246,3 +246,43 @@ def test_stop_is_idempotent_and_restartable(targets: list[StaticTarget]) -> None
         wait_for(lambda: up_count(store, targets[0].address) >= n + 1)
     finally:
         m.stop()
+
+
+def test_with_real_file_discovery(targets: list[StaticTarget], tmp_path: Any) -> None:
+    import json
+
+    from vigil.scrape.discovery import DiscoveryManager, jobs_from_scrape_configs
+
+    sd_file = tmp_path / "targets.json"
+    sd_file.write_text(json.dumps([{"targets": [targets[0].address], "labels": {"team": "a"}}]))
+    cfg = config(
+        [
+            {
+                "job_name": "files",
+                "file_sd_configs": [{"files": [str(sd_file)]}],
+                "static_configs": [{"targets": [targets[1].address]}],
+            }
+        ]
+    )
+    store = MemoryStorage()
+    m = ScrapeManager(store)
+    d = DiscoveryManager(m.on_update)
+    # Discovery first: its update waits for the job's config.
+    d.apply_config(jobs_from_scrape_configs(cfg.scrape_configs))
+    m.apply_config(cfg)
+    m.start()
+    try:
+        wait_for(lambda: all(up_count(store, t.address) >= 1 for t in targets[:2]))
+        by_inst = {t["labels"]["instance"]: t for t in m.targets_active()}
+        assert by_inst[targets[0].address]["labels"]["team"] == "a"
+        assert by_inst[targets[0].address]["discoveredLabels"]["__meta_filepath"] == str(sd_file)
+        sd_file.write_text(json.dumps([{"targets": [targets[2].address]}]))
+        d.refresh(force=True)
+        assert {t["labels"]["instance"] for t in m.targets_active()} == {
+            targets[1].address,
+            targets[2].address,
+        }
+        gone = next(lb for lb in series(store, "up") if lb.get("instance") == targets[0].address)
+        assert is_stale(series(store, "up")[gone][-1][1])
+    finally:
+        m.stop()

@@ -64,6 +64,8 @@ def test_import_series_windows_and_order(tmp_path: Path) -> None:
     assert data[a][1][1:] == [4.0, 30.0]  # the later sample at 3*H2 wins
     assert data[b] == ([10, H2 + 5], [1.0, 2.0])
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    doc = rep.to_dict()
+    assert doc["samples"] == 5 and doc["minTime"] == -5 and len(doc["blocks"]) == 4
 
 
 def test_import_series_bad_input_leaves_nothing(tmp_path: Path) -> None:

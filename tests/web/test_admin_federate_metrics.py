@@ -3,9 +3,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from conftest import NOW_MS, make_client
-from starlette.testclient import TestClient
 from test_query_api import err
+from web_fixtures import NOW_MS, ctx, make_client, storage  # noqa: F401  (pytest fixtures)
 
 from vigil.model.labels import Labels
 from vigil.model.samples import STALE_NAN
@@ -18,8 +17,12 @@ def test_health_ready_reload(storage: Any) -> None:
     def reload() -> None:
         raise ValueError("vigil.yml:2: scrape_interval: bad duration")
 
-    ctx = WebContext(storage=storage, ready=lambda: state["ready"], reload=reload,
-                     config_yaml=lambda: state["config"])
+    ctx = WebContext(
+        storage=storage,
+        ready=lambda: state["ready"],
+        reload=reload,
+        config_yaml=lambda: state["config"],
+    )
     with make_client(ctx) as c:
         assert c.get("/-/healthy").status_code == 200
         assert c.get("/-/ready").status_code == 503
@@ -45,12 +48,19 @@ def test_import(storage: Any) -> None:
         return {"samples": 1, "series": 1}
 
     with make_client(WebContext(storage=storage, importer=importer)) as c:
-        r = c.post("/api/v1/import", content=b"m 1 1000\n# EOF\n",
-                   headers={"Content-Type": "application/openmetrics-text"})
+        r = c.post(
+            "/api/v1/import",
+            content=b"m 1 1000\n# EOF\n",
+            headers={"Content-Type": "application/openmetrics-text"},
+        )
         assert r.json() == {"status": "success", "data": {"samples": 1, "series": 1}}
         assert seen == [(b"m 1 1000\n# EOF\n", "application/openmetrics-text")]
-        err(c.post("/api/v1/import", content=b"m 1\nbad\n"), 400, "bad_data",
-            "line 2: expected a value")
+        err(
+            c.post("/api/v1/import", content=b"m 1\nbad\n"),
+            400,
+            "bad_data",
+            "line 2: expected a value",
+        )
         err(c.post("/api/v1/import", content=b""), 400, "bad_data", "empty body")
 
 
@@ -78,8 +88,10 @@ def test_federate(storage: Any, ctx: WebContext) -> None:
 
 def test_metrics_endpoint(storage: Any) -> None:
     def mine() -> list[Any]:
-        return [("vigil_thing_total", {"kind": "a"}, 3.0, "counter", "Things."),
-                ("vigil_level", {}, 0.5, "gauge", "Level.")]
+        return [
+            ("vigil_thing_total", {"kind": "a"}, 3.0, "counter", "Things."),
+            ("vigil_level", {}, 0.5, "gauge", "Level."),
+        ]
 
     with make_client(WebContext(storage=storage, self_metrics=[mine])) as c:
         c.get("/-/healthy")

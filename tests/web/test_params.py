@@ -39,8 +39,17 @@ def test_parse_time_errors(s: str) -> None:
 
 @pytest.mark.parametrize(
     ("s", "ms"),
-    [("15", 15_000), ("0.5", 500), ("15s", 15_000), ("1h30m", 5_400_000), ("100ms", 100),
-     ("1d", 86_400_000), ("1y", 365 * 86_400_000), ("0", 0), ("-1", -1000)],
+    [
+        ("15", 15_000),
+        ("0.5", 500),
+        ("15s", 15_000),
+        ("1h30m", 5_400_000),
+        ("100ms", 100),
+        ("1d", 86_400_000),
+        ("1y", 365 * 86_400_000),
+        ("0", 0),
+        ("-1", -1000),
+    ],
 )
 def test_parse_duration(s: str, ms: int) -> None:
     assert parse_duration_ms(s) == ms
@@ -63,13 +72,19 @@ def test_parse_limit() -> None:
 
 def test_selectors() -> None:
     ms = parse_selector('up{job="a", instance=~"b.*", x!="", y!~\'z\'}')
-    assert [str(m) for m in ms] == ['__name__="up"', 'job="a"', 'instance=~"b.*"', 'x!=""', 'y!~"z"']
+    assert [str(m) for m in ms] == [
+        '__name__="up"',
+        'job="a"',
+        'instance=~"b.*"',
+        'x!=""',
+        'y!~"z"',
+    ]
     assert [str(m) for m in parse_selector('{"my.metric", a="\\n"}')] == [
         '__name__="my.metric"',
         'a="\\n"',
     ]
     with pytest.raises(ApiError, match="at least one non-empty matcher"):
         parse_match_params(['{a=""}'])
-    for bad in ["{", "up{a=}", "up{a=~\"(\"}", "1+1", 'up{a="b"', "up}"]:
+    for bad in ["{", "up{a=}", 'up{a=~"("}', "1+1", 'up{a="b"', "up}"]:
         with pytest.raises(ApiError):
             parse_match_params([bad])

@@ -2,19 +2,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import NOW_S, make_client
 from starlette.testclient import TestClient
 from test_query_api import err
+from web_fixtures import NOW_S, client, make_client, storage  # noqa: F401  (pytest fixtures)
 
 from vigil.web import WebContext
 
 
 def test_series(client: TestClient) -> None:
     r = client.get("/api/v1/series", params={"match[]": ['metric_1{instance="a:1"}', "up"]})
-    assert r.json() == {"status": "success", "data": [
-        {"__name__": "metric_1", "instance": "a:1", "job": "node"},
-        {"__name__": "up", "job": "node"},
-    ]}
+    assert r.json() == {
+        "status": "success",
+        "data": [
+            {"__name__": "metric_1", "instance": "a:1", "job": "node"},
+            {"__name__": "up", "job": "node"},
+        ],
+    }
     r = client.post("/api/v1/series", data={"match[]": '{job="node"}', "limit": "2"})
     body = r.json()
     assert len(body["data"]) == 2 and body["warnings"] == ["results truncated due to limit"]
@@ -24,34 +27,57 @@ def test_series(client: TestClient) -> None:
 
 def test_series_errors(client: TestClient) -> None:
     err(client.get("/api/v1/series"), 400, "bad_data", "no match[] parameter provided")
-    err(client.get("/api/v1/series", params={"match[]": "up{"}), 400, "bad_data",
-        'invalid parameter "match[]"')
-    err(client.get("/api/v1/series", params={"match[]": '{a=~".*"}'}), 400, "bad_data",
-        "match[] must contain at least one non-empty matcher")
-    err(client.get("/api/v1/series", params={"match[]": "up", "start": "soon"}), 400,
-        "bad_data", "invalid time value for 'start'")
+    err(
+        client.get("/api/v1/series", params={"match[]": "up{"}),
+        400,
+        "bad_data",
+        'invalid parameter "match[]"',
+    )
+    err(
+        client.get("/api/v1/series", params={"match[]": '{a=~".*"}'}),
+        400,
+        "bad_data",
+        "match[] must contain at least one non-empty matcher",
+    )
+    err(
+        client.get("/api/v1/series", params={"match[]": "up", "start": "soon"}),
+        400,
+        "bad_data",
+        "invalid time value for 'start'",
+    )
 
 
 def test_labels_and_values(client: TestClient) -> None:
     assert client.get("/api/v1/labels").json()["data"] == ["__name__", "instance", "job"]
     assert client.get("/api/v1/labels", params={"match[]": "up"}).json()["data"] == [
-        "__name__", "job"]
+        "__name__",
+        "job",
+    ]
     r = client.get("/api/v1/label/__name__/values")
     assert r.json()["data"] == ["metric_0", "metric_1", "metric_2", "up"]
     r = client.get("/api/v1/label/instance/values", params={"match[]": "metric_0", "limit": "1"})
-    assert r.json() == {"status": "success", "data": ["a:1"],
-                        "warnings": ["results truncated due to limit"]}
+    assert r.json() == {
+        "status": "success",
+        "data": ["a:1"],
+        "warnings": ["results truncated due to limit"],
+    }
     assert client.get("/api/v1/label/nope/values").json()["data"] == []
     err(client.get("/api/v1/labels", params={"match[]": "{"}), 400, "bad_data", "parse error")
 
 
 def test_metadata_targets_and_status(storage: Any) -> None:
-    md = {"a": [{"type": "gauge", "help": "A", "unit": ""}, {"type": "counter", "help": "A2",
-                                                             "unit": ""}],
-          "b": [{"type": "counter", "help": "B", "unit": ""}]}
+    md = {
+        "a": [
+            {"type": "gauge", "help": "A", "unit": ""},
+            {"type": "counter", "help": "A2", "unit": ""},
+        ],
+        "b": [{"type": "counter", "help": "B", "unit": ""}],
+    }
     targets = {
-        "activeTargets": [{"scrapePool": "p1", "labels": {"job": "p1"}},
-                          {"scrapePool": "p2", "labels": {"job": "p2"}}],
+        "activeTargets": [
+            {"scrapePool": "p1", "labels": {"job": "p1"}},
+            {"scrapePool": "p2", "labels": {"job": "p2"}},
+        ],
         "droppedTargets": [{"scrapePool": "p1", "discoveredLabels": {}}],
         "droppedTargetCounts": {"p1": 1},
     }
@@ -60,8 +86,11 @@ def test_metadata_targets_and_status(storage: Any) -> None:
         return {k: v for k, v in md.items() if metric in (None, k)}
 
     ctx = WebContext(
-        storage=storage, metadata=metadata, targets=lambda: targets,
-        config_yaml=lambda: "global: {}\n", flags={"log.level": "info"},
+        storage=storage,
+        metadata=metadata,
+        targets=lambda: targets,
+        config_yaml=lambda: "global: {}\n",
+        flags={"log.level": "info"},
         tsdb_stats=lambda limit: {"headStats": {"numSeries": 7}, "limit": limit},
         runtime_info=lambda: {"CWD": "/"},
     )
@@ -69,10 +98,16 @@ def test_metadata_targets_and_status(storage: Any) -> None:
         assert c.get("/api/v1/metadata").json()["data"] == md
         assert c.get("/api/v1/metadata", params={"metric": "b"}).json()["data"] == {"b": md["b"]}
         assert list(c.get("/api/v1/metadata", params={"limit": "1"}).json()["data"]) == ["a"]
-        assert len(c.get("/api/v1/metadata", params={"limit_per_metric": "1"}).json()["data"][
-            "a"]) == 1
-        err(c.get("/api/v1/metadata", params={"limit": "x"}), 400, "bad_data",
-            "limit must be a number")
+        assert (
+            len(c.get("/api/v1/metadata", params={"limit_per_metric": "1"}).json()["data"]["a"])
+            == 1
+        )
+        err(
+            c.get("/api/v1/metadata", params={"limit": "x"}),
+            400,
+            "bad_data",
+            "limit must be a number",
+        )
         d = c.get("/api/v1/targets").json()["data"]
         assert len(d["activeTargets"]) == 2 and d["droppedTargetCounts"] == {"p1": 1}
         d = c.get("/api/v1/targets", params={"state": "active", "scrapePool": "p2"}).json()["data"]
@@ -84,9 +119,20 @@ def test_metadata_targets_and_status(storage: Any) -> None:
         assert "version" in c.get("/api/v1/status/buildinfo").json()["data"]
         assert c.get("/api/v1/status/runtimeinfo").json()["data"] == {"CWD": "/"}
         assert c.get("/api/v1/status/tsdb", params={"limit": "3"}).json()["data"]["limit"] == 3
-        err(c.get("/api/v1/status/tsdb", params={"limit": "0"}), 400, "bad_data",
-            "limit must be a positive number")
-        err(c.get("/api/v1/status/tsdb", params={"limit": "10001"}), 400, "bad_data",
-            "limit must not exceed 10000")
+        err(
+            c.get("/api/v1/status/tsdb", params={"limit": "0"}),
+            400,
+            "bad_data",
+            "limit must be a positive number",
+        )
+        err(
+            c.get("/api/v1/status/tsdb", params={"limit": "10001"}),
+            400,
+            "bad_data",
+            "limit must not exceed 10000",
+        )
         assert c.get("/api/v1/status/walreplay").json()["data"] == {
-            "min": 0, "max": 0, "current": 0}
+            "min": 0,
+            "max": 0,
+            "current": 0,
+        }

@@ -3,8 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import NOW_MS, NOW_S, make_client
 from starlette.testclient import TestClient
+from web_fixtures import NOW_MS, NOW_S, client, ctx, make_client, storage  # noqa: F401  (pytest fixtures)
 
 from vigil.web import WebContext
 
@@ -53,8 +53,10 @@ def test_scalar_string_warnings_limit_stats(client: TestClient) -> None:
     assert client.get("/api/v1/query", params={"query": '"hi"', "time": "10.5"}).content.endswith(
         b'"result":[10.500,"hi"]}}'
     )
-    body = client.get("/api/v1/query", params={"query": '{__name__=~"metric_.",warn=""}',
-                                               "limit": "2", "stats": "true"}).json()
+    body = client.get(
+        "/api/v1/query",
+        params={"query": '{__name__=~"metric_.",warn=""}', "limit": "2", "stats": "true"},
+    ).json()
     assert len(body["data"]["result"]) == 2
     assert body["warnings"] == ["a warning", "results truncated due to limit"]
     assert body["data"]["stats"]["samples"]["totalQueryableSamples"] == 0
@@ -64,16 +66,36 @@ def test_scalar_string_warnings_limit_stats(client: TestClient) -> None:
 
 def test_instant_query_errors(client: TestClient) -> None:
     err(client.get("/api/v1/query"), 400, "bad_data", 'invalid parameter "query"')
-    err(client.get("/api/v1/query", params={"query": "up", "time": "x"}), 400, "bad_data",
-        """invalid parameter "time": invalid time value for 'time': cannot parse "x" """.strip())
-    err(client.get("/api/v1/query", params={"query": "up", "timeout": "abc"}), 400, "bad_data",
-        'invalid parameter "timeout"')
-    err(client.get("/api/v1/query", params={"query": "up", "limit": "-3"}), 400, "bad_data",
-        "limit must be non-negative")
-    err(client.get("/api/v1/query", params={"query": "up{"}), 400, "bad_data",
-        'invalid parameter "query"')
-    err(client.get("/api/v1/query", params={"query": "timeout_me"}), 503, "timeout",
-        "query timed out")
+    err(
+        client.get("/api/v1/query", params={"query": "up", "time": "x"}),
+        400,
+        "bad_data",
+        """invalid parameter "time": invalid time value for 'time': cannot parse "x" """.strip(),
+    )
+    err(
+        client.get("/api/v1/query", params={"query": "up", "timeout": "abc"}),
+        400,
+        "bad_data",
+        'invalid parameter "timeout"',
+    )
+    err(
+        client.get("/api/v1/query", params={"query": "up", "limit": "-3"}),
+        400,
+        "bad_data",
+        "limit must be non-negative",
+    )
+    err(
+        client.get("/api/v1/query", params={"query": "up{"}),
+        400,
+        "bad_data",
+        'invalid parameter "query"',
+    )
+    err(
+        client.get("/api/v1/query", params={"query": "timeout_me"}),
+        503,
+        "timeout",
+        "query timed out",
+    )
 
 
 def test_no_engine_is_unavailable(storage: Any) -> None:
@@ -82,9 +104,15 @@ def test_no_engine_is_unavailable(storage: Any) -> None:
 
 
 def test_range_query_matrix(client: TestClient) -> None:
-    r = client.get("/api/v1/query_range", params={
-        "query": 'metric_0{instance="b:2"}', "start": str(NOW_S - 60), "end": str(NOW_S),
-        "step": "15s"})
+    r = client.get(
+        "/api/v1/query_range",
+        params={
+            "query": 'metric_0{instance="b:2"}',
+            "start": str(NOW_S - 60),
+            "end": str(NOW_S),
+            "step": "15s",
+        },
+    )
     assert r.status_code == 200, r.text
     data = r.json()["data"]
     assert data["resultType"] == "matrix"
@@ -99,32 +127,44 @@ def test_range_query_matrix(client: TestClient) -> None:
     [
         ({"start": "x", "end": "1", "step": "1"}, 'invalid parameter "start": cannot parse "x"'),
         ({"start": "1", "end": "x", "step": "1"}, 'invalid parameter "end"'),
-        ({"start": "10", "end": "1", "step": "1"},
-         "end timestamp must not be before start time"),
+        ({"start": "10", "end": "1", "step": "1"}, "end timestamp must not be before start time"),
         ({"start": "1", "end": "10", "step": "0"}, "zero or negative query resolution step"),
         ({"start": "1", "end": "10", "step": "-1s"}, 'invalid parameter "step"'),
         ({"start": "1", "end": "10", "step": "zz"}, 'invalid parameter "step"'),
-        ({"start": "0", "end": "11001", "step": "1"},
-         "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the "
-         "query resolution (?step=XX)"),
+        (
+            {"start": "0", "end": "11001", "step": "1"},
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the "
+            "query resolution (?step=XX)",
+        ),
     ],
 )
 def test_range_query_errors(client: TestClient, params: dict[str, str], contains: str) -> None:
-    err(client.get("/api/v1/query_range", params={"query": "up", **params}), 400, "bad_data",
-        contains)
+    err(
+        client.get("/api/v1/query_range", params={"query": "up", **params}),
+        400,
+        "bad_data",
+        contains,
+    )
 
 
 def test_range_query_11000_points_is_fine(client: TestClient) -> None:
-    r = client.post("/api/v1/query_range",
-                    data={"query": "up", "start": "0", "end": "11000", "step": "1"})
+    r = client.post(
+        "/api/v1/query_range", data={"query": "up", "start": "0", "end": "11000", "step": "1"}
+    )
     assert r.status_code == 200, r.text
 
 
 def test_exemplars_and_format_query(client: TestClient) -> None:
     assert client.get("/api/v1/query_exemplars", params={"query": "up"}).json() == {
-        "status": "success", "data": []}
-    err(client.get("/api/v1/query_exemplars", params={"query": "up", "start": "5", "end": "1"}),
-        400, "bad_data", "end timestamp must not be before start timestamp")
+        "status": "success",
+        "data": [],
+    }
+    err(
+        client.get("/api/v1/query_exemplars", params={"query": "up", "start": "5", "end": "1"}),
+        400,
+        "bad_data",
+        "end timestamp must not be before start timestamp",
+    )
     r = client.get("/api/v1/format_query", params={"query": 'up{job="a"}'})
     assert r.status_code == 200
     assert "job" in r.json()["data"]

@@ -134,21 +134,20 @@ def _rank(v: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def _bucket_groups(
-    ev: Evaluator, v: VectorBlock
+    ev: Evaluator, v: VectorBlock, arg: ast.Expr
 ) -> tuple[list[Labels], list[list[tuple[float, int]]]]:
     groups: dict[Labels, list[tuple[float, int]]] = defaultdict(list)
-    malformed = False
     for i, lbls in enumerate(v.labels):
         le = parse_le(lbls.get("le")) if lbls.has("le") else None
         if le is None:
-            malformed = True
+            ev.ctx.warn(
+                f'bucket label "le" is missing or has a malformed value of "{lbls.get("le")}" '
+                f'for metric name "{lbls.metric_name}"',
+                getattr(arg, "pos", None),
+            )
             continue
         key = Labels(p for p in lbls if p[0] not in ("le", METRIC_NAME))
         groups[key].append((le, i))
-    if malformed:
-        ev.ctx.warnings.append(
-            'PromQL warning: bucket label "le" is missing or has a malformed value'
-        )
     return list(groups), list(groups.values())
 
 
@@ -178,7 +177,7 @@ def _solve(v: VectorBlock, members: list[tuple[float, int]], fn) -> tuple[np.nda
 def histogram_quantile(ev: Evaluator, call: ast.Call) -> Value:
     q = ev.eval_scalar(call.args[0])
     v = ev.eval_vector(call.args[1])
-    labels, groups = _bucket_groups(ev, v)
+    labels, groups = _bucket_groups(ev, v, call.args[1])
     vals = np.zeros((len(labels), ev.n_steps))
     pres = np.zeros((len(labels), ev.n_steps), dtype=bool)
     for g, members in enumerate(groups):
@@ -190,7 +189,7 @@ def histogram_fraction(ev: Evaluator, call: ast.Call) -> Value:
     lo = ev.eval_scalar(call.args[0])
     hi = ev.eval_scalar(call.args[1])
     v = ev.eval_vector(call.args[2])
-    labels, groups = _bucket_groups(ev, v)
+    labels, groups = _bucket_groups(ev, v, call.args[2])
     vals = np.zeros((len(labels), ev.n_steps))
     pres = np.zeros((len(labels), ev.n_steps), dtype=bool)
     for g, members in enumerate(groups):
@@ -210,7 +209,7 @@ def histogram_quantiles(ev: Evaluator, call: ast.Call) -> Value:
     v = ev.eval_vector(call.args[0])
     label = ev.eval_string(call.args[1])
     qs = [ev.eval_scalar(a) for a in call.args[2:]]
-    labels, groups = _bucket_groups(ev, v)
+    labels, groups = _bucket_groups(ev, v, call.args[0])
     out_labels: list[Labels] = []
     vals, pres = [], []
     for qv in qs:

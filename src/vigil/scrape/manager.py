@@ -105,6 +105,7 @@ class ScrapeManager:
         self._pools: dict[str, _Pool] = {}
         self._removed: list[_Pool] = []  # jobs removed by a reload, to shut down
         self._replaced: dict[str, _Pool] = {}  # job -> its pool before a config change
+        self._early_groups: dict[str, list[Any]] = {}  # updates for jobs not configured yet
         self.metrics_registry = ScrapeMetrics()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -126,14 +127,18 @@ class ScrapeManager:
                 if old is not None and old.cfg == cfg:
                     continue
                 pool = _Pool(cfg, LoopOptions.from_config(cfg))
-                if old is not None:
+                early = self._early_groups.pop(job, None)
+                if early is not None:
+                    # Discovery reported this job before its config arrived.
+                    pool.groups = {str(g.source): g for g in early}
+                elif old is not None:
                     self.metrics_registry.inc("prometheus_target_scrape_pool_reloads_total")
                     # Discovered groups carry over until discovery reports again;
                     # the old static groups are replaced by the new config's.
                     stale_static = _static_groups(old.cfg) if self._static_from_config else {}
                     pool.groups = {s: g for s, g in old.groups.items() if s not in stale_static}
                     self._replaced.setdefault(job, old)
-                if self._static_from_config:
+                if self._static_from_config and early is None:
                     pool.groups.update(_static_groups(cfg))
                 self._pools[job] = pool
         self._sync()
@@ -145,7 +150,9 @@ class ScrapeManager:
         with self._lock:
             pool = self._pools.get(job_name)
             if pool is None:
-                log.debug("discovery update for unknown job %s ignored", job_name)
+                # Kept until the job's config arrives (the two may be applied in
+                # either order); replaced by any later update.
+                self._early_groups[job_name] = list(groups)
                 return
             pool.groups = {str(g.source): g for g in groups}
         self._sync()

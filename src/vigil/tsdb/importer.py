@@ -58,6 +58,18 @@ class ImportReport:
     maxt: int | None = None
     seconds: float = 0.0
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (block paths as their ULID names)."""
+        return {
+            "blocks": [p.name for p in self.blocks],
+            "samples": self.samples,
+            "series": self.series,
+            "duplicates": self.duplicates,
+            "minTime": self.mint,
+            "maxTime": self.maxt,
+            "seconds": round(self.seconds, 3),
+        }
+
 
 class _Backfill:
     """Spills samples per window, then writes each window as one block."""

@@ -3,6 +3,7 @@ answers bare series selectors, and an in-process client."""
 
 from __future__ import annotations
 
+import socket
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -110,3 +111,9 @@ def client(ctx: WebContext) -> Iterator[TestClient]:
 
 def values_of(series: Any) -> list[float]:
     return list(np.asarray(series.values))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
