@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import peers  # noqa: E402
-from datagen import write_openmetrics  # noqa: E402
+import peers
+from datagen import write_openmetrics
 
 
 def scrape_bench(work: Path, n_series: int, seconds: int) -> dict[str, dict[str, float]]:
@@ -42,7 +42,9 @@ scrape_configs:
         starters = []
         if peers.have("prometheus"):
             starters.append(("prometheus", lambda d: peers.start_prometheus(d, scrape_cfg)))
-        starters.append(("vigil", lambda d: peers.start_vigil(d, scrape_cfg + "vigil: {self_scrape: false}\n")))
+        starters.append(
+            ("vigil", lambda d: peers.start_vigil(d, scrape_cfg + "vigil: {self_scrape: false}\n"))
+        )
         for name, start in starters:
             d = work / name
             d.mkdir()
@@ -73,14 +75,24 @@ def disk_bench(work: Path) -> dict[str, dict[str, float]]:
     if peers.have("promtool"):
         out = work / "prom-blocks"
         t0 = time.monotonic()
-        subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(data), str(out)],
-                       check=True, capture_output=True)
-        results["prometheus"] = {"import_s": time.monotonic() - t0,
-                                 "bytes_per_sample": peers.dir_size(out) / n}
+        subprocess.run(
+            ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(data), str(out)],
+            check=True,
+            capture_output=True,
+        )
+        results["prometheus"] = {
+            "import_s": time.monotonic() - t0,
+            "bytes_per_sample": peers.dir_size(out) / n,
+        }
     out = work / "vigil-blocks"
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "-m", "vigil.cli", "import", str(data), "--data-dir", str(out)], check=True)
-    results["vigil"] = {"import_s": time.monotonic() - t0, "bytes_per_sample": peers.dir_size(out) / n}
+    subprocess.run(
+        [sys.executable, "-m", "vigil.cli", "import", str(data), "--data-dir", str(out)], check=True
+    )
+    results["vigil"] = {
+        "import_s": time.monotonic() - t0,
+        "bytes_per_sample": peers.dir_size(out) / n,
+    }
     print(f"(data set: {n:,} samples, {data.stat().st_size / 2**20:.0f} MiB of text)")
     return results
 
@@ -99,7 +111,9 @@ def print_table(title: str, results: dict[str, dict[str, float]]) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--series", type=int, default=100_000)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--skip-disk", action="store_true")
@@ -108,8 +122,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         work = Path(tmp)
         if not args.skip_scrape:
-            print_table(f"scrape ingest: {args.series:,} series every 1 s for {args.seconds} s",
-                        scrape_bench(work, args.series, args.seconds))
+            print_table(
+                f"scrape ingest: {args.series:,} series every 1 s for {args.seconds} s",
+                scrape_bench(work, args.series, args.seconds),
+            )
         if not args.skip_disk:
             print_table("disk: 10k series x 6 h, imported", disk_bench(work))
     return 0

@@ -44,18 +44,27 @@ def series_specs(n_series: int) -> list[Family]:
                 "instance": f"host-{i // 40:04d}:8080",
                 "method": METHODS[i % 4],
                 "code": CODES[(i // 4) % 5],
-                "handler": f"/api/v1/item{i % 10}",
+                "handler": f"/api/v1/item{i % 40}",
             }
         )
         i += 1
     for j in range(n_gauge):
         gauges.append(
-            {"job": JOBS[j % len(JOBS)], "instance": f"host-{j // 20:04d}:8080", "area": f"pool{j % 20}"}
+            {
+                "job": JOBS[j % len(JOBS)],
+                "instance": f"host-{j // 20:04d}:8080",
+                "area": f"pool{j % 20}",
+            }
         )
     for h in range(n_hist // len(LE_BOUNDS)):
         for le in LE_BOUNDS:
             buckets.append(
-                {"job": JOBS[h % len(JOBS)], "instance": f"host-{h // 8:04d}:8080", "handler": f"/h{h % 8}", "le": le}
+                {
+                    "job": JOBS[h % len(JOBS)],
+                    "instance": f"host-{h // 8:04d}:8080",
+                    "handler": f"/h{h % 8}",
+                    "le": le,
+                }
             )
     return [
         Family("http_requests_total", "counter", "Requests served.", counters),
@@ -89,7 +98,12 @@ def _labels_text(name: str, labels: dict[str, str]) -> str:
 
 
 def write_openmetrics(
-    path: Path, n_series: int, hours: float, interval_s: int = 15, end_s: int | None = None, seed: int = 42
+    path: Path,
+    n_series: int,
+    hours: float,
+    interval_s: int = 15,
+    end_s: int | None = None,
+    seed: int = 42,
 ) -> tuple[int, int, int]:
     """Write the data set; returns (samples, start_ms, end_ms). Timestamps jitter by up to 40 ms."""
     rng = np.random.default_rng(seed)
@@ -108,7 +122,10 @@ def write_openmetrics(
                 key = _labels_text(fam.name, labels)
                 jitter = rng.integers(0, 40, size=n_points)
                 ts = (ts_base + jitter) / 1000.0
-                lines = [f"{key} {v:.17g} {t:.3f}\n" for v, t in zip(vals[row].tolist(), ts.tolist(), strict=True)]
+                lines = [
+                    f"{key} {v:.17g} {t:.3f}\n"
+                    for v, t in zip(vals[row].tolist(), ts.tolist(), strict=True)
+                ]
                 fh.writelines(lines)
                 samples += n_points
         fh.write("# EOF\n")
@@ -121,7 +138,9 @@ def exposition(n_series: int, step: int, seed: int = 7) -> bytes:
     for fam in series_specs(n_series):
         lines.append(f"# HELP {fam.name} {fam.help}\n# TYPE {fam.name} {fam.type}\n")
         for i, labels in enumerate(fam.series):
-            lines.append(f"{_labels_text(fam.name, labels)} {(i * 7 + step * (i % 13 + 1)) % 100000}\n")
+            lines.append(
+                f"{_labels_text(fam.name, labels)} {(i * 7 + step * (i % 13 + 1)) % 100000}\n"
+            )
     return "".join(lines).encode()
 
 

@@ -79,7 +79,7 @@ class Server:
 
 def _spawn(name: str, argv: Sequence[str], port: int, data_dir: Path, workdir: Path) -> Server:
     log = workdir / f"{name}.log"
-    fh = open(log, "wb")
+    fh = open(log, "wb")  # noqa: SIM115 - owned by the child process for its lifetime
     proc = subprocess.Popen(list(argv), stdout=fh, stderr=subprocess.STDOUT, cwd=workdir)
     return Server(name, proc, port, data_dir, log)
 
@@ -88,14 +88,21 @@ def have(binary: str) -> bool:
     return shutil.which(binary) is not None
 
 
-def start_prometheus(workdir: Path, config_yaml: str, data_dir: Path | None = None,
-                     extra_args: Sequence[str] = ()) -> Server:
+def start_prometheus(
+    workdir: Path, config_yaml: str, data_dir: Path | None = None, extra_args: Sequence[str] = ()
+) -> Server:
     port = free_port()
     data_dir = data_dir or workdir / "prom-data"
     cfg = workdir / "prometheus.yml"
     cfg.write_text(config_yaml)
-    argv = ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={data_dir}",
-            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *extra_args]
+    argv = [
+        "prometheus",
+        f"--config.file={cfg}",
+        f"--storage.tsdb.path={data_dir}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+        *extra_args,
+    ]
     return _spawn("prometheus", argv, port, data_dir, workdir)
 
 
@@ -103,19 +110,38 @@ def start_victoria(workdir: Path, extra_args: Sequence[str] = ()) -> Server:
     port = free_port()
     data_dir = workdir / "vm-data"
     binary = "victoria-metrics" if have("victoria-metrics") else "victoriametrics"
-    argv = [binary, f"-storageDataPath={data_dir}", f"-httpListenAddr=127.0.0.1:{port}",
-            "-search.disableCache", *extra_args]
+    argv = [
+        binary,
+        f"-storageDataPath={data_dir}",
+        f"-httpListenAddr=127.0.0.1:{port}",
+        "-search.disableCache",
+        *extra_args,
+    ]
     return _spawn("victoriametrics", argv, port, data_dir, workdir)
 
 
-def start_vigil(workdir: Path, config_yaml: str, data_dir: Path | None = None,
-                extra_args: Sequence[str] = ()) -> Server:
+def start_vigil(
+    workdir: Path, config_yaml: str, data_dir: Path | None = None, extra_args: Sequence[str] = ()
+) -> Server:
     port = free_port()
     data_dir = data_dir or workdir / "vigil-data"
     cfg = workdir / "vigil.yml"
     cfg.write_text(config_yaml)
-    argv = [sys.executable, "-m", "vigil.cli", "up", "--config", str(cfg), "--data-dir", str(data_dir),
-            "--listen", f"127.0.0.1:{port}", "--log-level", "warning", *extra_args]
+    argv = [
+        sys.executable,
+        "-m",
+        "vigil.cli",
+        "up",
+        "--config",
+        str(cfg),
+        "--data-dir",
+        str(data_dir),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        *extra_args,
+    ]
     return _spawn("vigil", argv, port, data_dir, workdir)
 
 

@@ -22,12 +22,20 @@ class VigilProcess:
         self.data_dir = data_dir or tmp / "data"
         self.tmp = tmp
         self.config = tmp / "vigil.yml"
-        argv = [sys.executable, "-m", "vigil.cli", "up", "--data-dir", str(self.data_dir),
-                "--listen", f"127.0.0.1:{self.port}"]
+        argv = [
+            sys.executable,
+            "-m",
+            "vigil.cli",
+            "up",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+        ]
         if config is not None:
             self.config.write_text(config)
             argv += ["--config", str(self.config)]
-        self.log = open(tmp / f"vigil-{self.port}.log", "wb")
+        self.log = open(tmp / f"vigil-{self.port}.log", "wb")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=tmp)
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -115,10 +123,17 @@ def test_default_config_and_defaults_listen_on_loopback(vigil_factory) -> None:
 def test_sighup_reload_and_bad_reload_keeps_old_config(vigil_factory, tmp_path: Path) -> None:
     v = vigil_factory(SELF_FAST)
     v.wait_ready()
-    v.config.write_text(SELF_FAST + "scrape_configs:\n  - job_name: extra\n    static_configs: [{targets: ['127.0.0.1:1']}]\n")
+    v.config.write_text(
+        SELF_FAST
+        + "scrape_configs:\n  - job_name: extra\n    static_configs: [{targets: ['127.0.0.1:1']}]\n"
+    )
     v.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: any(t["labels"]["job"] == "extra"
-                         for t in httpx.get(v.url + "/api/v1/targets").json()["data"]["activeTargets"]))
+    wait_for(
+        lambda: any(
+            t["labels"]["job"] == "extra"
+            for t in httpx.get(v.url + "/api/v1/targets").json()["data"]["activeTargets"]
+        )
+    )
     v.config.write_text("global: {scrape_interval: nonsense}\n")
     r = httpx.post(v.url + "/-/reload")
     assert r.status_code == 500
@@ -131,10 +146,26 @@ def test_sighup_reload_and_bad_reload_keeps_old_config(vigil_factory, tmp_path: 
 
 def test_broken_config_refuses_to_start_with_position(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yml"
-    cfg.write_text("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: a\n    bogus_key: 1\n")
-    r = subprocess.run([sys.executable, "-m", "vigil.cli", "up", "--config", str(cfg), "--data-dir",
-                        str(tmp_path / "d"), "--listen", f"127.0.0.1:{free_port()}"],
-                       capture_output=True, text=True, timeout=30)
+    cfg.write_text(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: a\n    bogus_key: 1\n"
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vigil.cli",
+            "up",
+            "--config",
+            str(cfg),
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode != 0
     assert "bad.yml:5" in r.stderr
 
@@ -142,8 +173,21 @@ def test_broken_config_refuses_to_start_with_position(tmp_path: Path) -> None:
 def test_second_process_on_same_data_dir_is_refused(vigil_factory, tmp_path: Path) -> None:
     v = vigil_factory(SELF_FAST)
     v.wait_ready()
-    r = subprocess.run([sys.executable, "-m", "vigil.cli", "up", "--data-dir", str(v.data_dir),
-                        "--listen", f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vigil.cli",
+            "up",
+            "--data-dir",
+            str(v.data_dir),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode != 0
     assert str(v.data_dir) in r.stderr + r.stdout
 
@@ -151,23 +195,37 @@ def test_second_process_on_same_data_dir_is_refused(vigil_factory, tmp_path: Pat
 def test_kill_9_keeps_acknowledged_remote_writes(vigil_factory) -> None:
     from vigil.web.remote_write import encode_write_request
 
-    v = vigil_factory("global: {scrape_interval: 1s}\nvigil: {wal_fsync: always, self_scrape: false}\n")
+    v = vigil_factory(
+        "global: {scrape_interval: 1s}\nvigil: {wal_fsync: always, self_scrape: false}\n"
+    )
     v.wait_ready()
     now_ms = int(time.time() * 1000)
     acked = []
     for i in range(50):
-        body = encode_write_request([({"__name__": "crash_test", "i": str(i % 5)}, [(now_ms + i, float(i))])])
-        r = httpx.post(v.url + "/api/v1/write", content=body,
-                       headers={"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
-                                "X-Prometheus-Remote-Write-Version": "0.1.0"})
+        body = encode_write_request(
+            [({"__name__": "crash_test", "i": str(i % 5)}, [(now_ms + i, float(i))])]
+        )
+        r = httpx.post(
+            v.url + "/api/v1/write",
+            content=body,
+            headers={
+                "Content-Encoding": "snappy",
+                "Content-Type": "application/x-protobuf",
+                "X-Prometheus-Remote-Write-Version": "0.1.0",
+            },
+        )
         assert r.status_code == 204, r.text
         acked.append(i)
     os.kill(v.proc.pid, signal.SIGKILL)
     v.proc.wait()
-    v2 = vigil_factory("global: {scrape_interval: 1s}\nvigil: {self_scrape: false}\n", data_dir=v.data_dir)
+    v2 = vigil_factory(
+        "global: {scrape_interval: 1s}\nvigil: {self_scrape: false}\n", data_dir=v.data_dir
+    )
     v2.wait_ready()
-    r = httpx.get(v2.url + "/api/v1/query", params={"query": "count_over_time(crash_test[10m])",
-                                                     "time": now_ms / 1000 + 60}).json()
+    r = httpx.get(
+        v2.url + "/api/v1/query",
+        params={"query": "count_over_time(crash_test[10m])", "time": now_ms / 1000 + 60},
+    ).json()
     total = sum(int(float(s["value"][1])) for s in r["data"]["result"])
     assert total == len(acked)
 
@@ -179,10 +237,16 @@ def test_import_then_query(tmp_path: Path, vigil_factory) -> None:
     lines += [f'old_metric{{k="v"}} {i} {t0 + 60 * i}' for i in range(100)]
     data.write_text("\n".join(lines) + "\n# EOF\n")
     ddir = tmp_path / "imported"
-    r = subprocess.run([sys.executable, "-m", "vigil.cli", "import", str(data), "--data-dir", str(ddir)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "vigil.cli", "import", str(data), "--data-dir", str(ddir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     v = vigil_factory("vigil: {self_scrape: false, retention_time: 90d}\n", data_dir=ddir)
     v.wait_ready()
-    r = httpx.get(v.url + "/api/v1/query", params={"query": "old_metric", "time": t0 + 60 * 99}).json()
+    r = httpx.get(
+        v.url + "/api/v1/query", params={"query": "old_metric", "time": t0 + 60 * 99}
+    ).json()
     assert r["data"]["result"][0]["value"][1] == "99"

@@ -189,7 +189,8 @@ class Vigil:
             "config.file": str(o.config_file or ""),
             "storage.tsdb.path": str(self.data_dir),
             "web.listen-address": self.listen,
-            "storage.tsdb.retention.time": o.retention_time or str(self.loaded.config.vigil.retention_time),
+            "storage.tsdb.retention.time": o.retention_time
+            or str(self.loaded.config.vigil.retention_time),
             "storage.tsdb.retention.size": o.retention_size or "0",
             "log.level": o.log_level,
         }
@@ -199,7 +200,9 @@ class Vigil:
             "startTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
             "CWD": os.getcwd(),
             "reloadConfigSuccess": self.last_reload_ok,
-            "lastConfigTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_reload_time)),
+            "lastConfigTime": time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_reload_time)
+            ),
             "corruptionCount": 0,
             "goroutineCount": threading.active_count(),
             "GOMAXPROCS": os.cpu_count() or 1,
@@ -210,10 +213,20 @@ class Vigil:
 
     def reload_metrics(self) -> list[tuple[str, dict[str, str], float, str, str]]:
         return [
-            ("prometheus_config_last_reload_successful", {}, float(self.last_reload_ok), "gauge",
-             "Whether the last configuration reload attempt was successful."),
-            ("prometheus_config_last_reload_success_timestamp_seconds", {}, self.last_reload_time, "gauge",
-             "Timestamp of the last successful configuration reload."),
+            (
+                "prometheus_config_last_reload_successful",
+                {},
+                float(self.last_reload_ok),
+                "gauge",
+                "Whether the last configuration reload attempt was successful.",
+            ),
+            (
+                "prometheus_config_last_reload_success_timestamp_seconds",
+                {},
+                self.last_reload_time,
+                "gauge",
+                "Timestamp of the last successful configuration reload.",
+            ),
         ]
 
     def import_stream(self, stream: Any, content_type: str | None) -> dict[str, Any]:
@@ -281,11 +294,22 @@ def run_server(options: ServerOptions) -> int:
 
     signal.signal(signal.SIGHUP, on_hup)
     server = uvicorn.Server(
-        uvicorn.Config(vigil.web_app(), host=vigil.host, port=vigil.port, log_level="warning",
-                       access_log=False, lifespan="off")
+        uvicorn.Config(
+            vigil.web_app(),
+            host=vigil.host,
+            port=vigil.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
     )
-    log.info("Vigil %s listening on http://%s:%d, data in %s", __version__, vigil.host, vigil.port,
-             vigil.data_dir)
+    log.info(
+        "Vigil %s listening on http://%s:%d, data in %s",
+        __version__,
+        vigil.host,
+        vigil.port,
+        vigil.data_dir,
+    )
     try:
         server.run()
     finally:
@@ -329,7 +353,9 @@ def import_into_data_dir(file: Path, data_dir: Path, fmt: str) -> int:
     try:
         t0 = time.monotonic()
         try:
-            report = import_exposition(file, data_dir, content_type=content_type, progress=sys.stderr.isatty())
+            report = import_exposition(
+                file, data_dir, content_type=content_type, progress=sys.stderr.isatty()
+            )
         except ValueError as exc:
             print(f"vigil import: {file}: {exc}; nothing was imported", file=sys.stderr)
             return 1

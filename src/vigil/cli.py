@@ -20,18 +20,38 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="YAML config (Prometheus syntax plus a `vigil:` section). Default: built-in.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the store keeps its data. Default: ./data (or vigil.data_dir).")
-@click.option("--listen", metavar="HOST:PORT",
-              help="Address to serve HTTP on. Default: 127.0.0.1:9090 (loopback only).")
-@click.option("--retention-time", metavar="DURATION",
-              help="Delete data older than this, e.g. 15d, 90d, 1y. Default: 15d.")
-@click.option("--retention-size", metavar="SIZE",
-              help="Keep blocks under this total size, e.g. 10GB. Default: unlimited.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML config (Prometheus syntax plus a `vigil:` section). Default: built-in.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the store keeps its data. Default: ./data (or vigil.data_dir).",
+)
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="Address to serve HTTP on. Default: 127.0.0.1:9090 (loopback only).",
+)
+@click.option(
+    "--retention-time",
+    metavar="DURATION",
+    help="Delete data older than this, e.g. 15d, 90d, 1y. Default: 15d.",
+)
+@click.option(
+    "--retention-size",
+    metavar="SIZE",
+    help="Keep blocks under this total size, e.g. 10GB. Default: unlimited.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
 def up(
     config_file: Path | None,
     data_dir: Path | None,
@@ -87,8 +107,14 @@ def check_config(files: tuple[Path, ...]) -> None:
 
 
 @check.command("metrics")
-@click.option("--format", "fmt", type=click.Choice(["prometheus", "openmetrics"]),
-              default="prometheus", show_default=True, help="Exposition format of stdin.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["prometheus", "openmetrics"]),
+    default="prometheus",
+    show_default=True,
+    help="Exposition format of stdin.",
+)
 def check_metrics(fmt: str) -> None:
     """Lint an exposition read from stdin.
 
@@ -104,10 +130,19 @@ def check_metrics(fmt: str) -> None:
 
 @main.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Data dir to write blocks into (no server may be running on it).")
-@click.option("--format", "fmt", type=click.Choice(["auto", "openmetrics", "prometheus"]),
-              default="auto", show_default=True)
+@click.option(
+    "--data-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data dir to write blocks into (no server may be running on it).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "openmetrics", "prometheus"]),
+    default="auto",
+    show_default=True,
+)
 def import_(file: Path, data_dir: Path, fmt: str) -> None:
     """Backfill FILE (OpenMetrics or Prometheus text with timestamps) into a data dir."""
     from vigil.app import import_into_data_dir

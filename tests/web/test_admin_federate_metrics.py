@@ -4,7 +4,7 @@ import io
 from typing import Any
 
 from test_query_api import err
-from web_fixtures import NOW_MS, ctx, make_client, storage  # noqa: F401  (pytest fixtures)
+from web_fixtures import NOW_MS, make_client
 
 from vigil.model.labels import Labels
 from vigil.model.samples import STALE_NAN

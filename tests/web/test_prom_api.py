@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.testclient import TestClient
 from test_query_api import err
-from web_fixtures import NOW_S, client, make_client, storage  # noqa: F401  (pytest fixtures)
+from web_fixtures import NOW_S, TestClient, make_client
 
 from vigil.web import WebContext
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
-from web_fixtures import NOW_MS, NOW_S, client, ctx, make_client, storage  # noqa: F401  (pytest fixtures)
+from web_fixtures import NOW_MS, NOW_S, TestClient, make_client
 
 from vigil.web import WebContext
 

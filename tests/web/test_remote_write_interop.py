@@ -46,7 +46,7 @@ def test_prometheus_remote_writes_into_vigil(tmp_path: Path) -> None:
         f"remote_write: [{{url: 'http://127.0.0.1:{vport}/api/v1/write', "
         "queue_config: {batch_send_deadline: 1s}}]\n"
     )
-    log = open(tmp_path / "prometheus.log", "wb")
+    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 (closed in finally)
     proc = subprocess.Popen(
         [
             PROMETHEUS,

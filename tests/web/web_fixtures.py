@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import socket
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import pytest
 
 from vigil.model.labels import Labels
 from vigil.promql.errors import ParseError, QueryTimeoutError
@@ -87,26 +85,8 @@ def fill(storage: MemoryStorage) -> None:
     app.commit()
 
 
-@pytest.fixture
-def storage() -> MemoryStorage:
-    s = MemoryStorage()
-    fill(s)
-    return s
-
-
 def make_client(ctx: WebContext) -> TestClient:
     return TestClient(create_app(ctx))
-
-
-@pytest.fixture
-def ctx(storage: MemoryStorage) -> WebContext:
-    return WebContext(storage=storage, engine=SelectorEngine(storage), now=lambda: NOW_S)
-
-
-@pytest.fixture
-def client(ctx: WebContext) -> Iterator[TestClient]:
-    with make_client(ctx) as c:
-        yield c
 
 
 def values_of(series: Any) -> list[float]:

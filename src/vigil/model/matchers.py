@@ -99,13 +99,12 @@ class Matcher:
 
     def __str__(self) -> str:
         val = self.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        name = self.name if _stdre.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", self.name) else f'"{self.name}"'
+        name = (
+            self.name if _stdre.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", self.name) else f'"{self.name}"'
+        )
         return f'{name}{self.type.value}"{val}"'
 
 
 def matches_all(matchers: list[Matcher] | tuple[Matcher, ...], labels: Any) -> bool:
     """True when every matcher accepts `labels` (a `Labels`); absent labels read as ''."""
-    for m in matchers:
-        if not m.matches(labels.get(m.name)):
-            return False
-    return True
+    return all(m.matches(labels.get(m.name)) for m in matchers)

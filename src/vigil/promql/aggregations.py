@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 _PLAIN_SUM_ABS = 1e15
 # Largest group-membership matrix (groups x series) used for BLAS reductions.
 _MATMUL_ELEMS = 4_000_000
+_ROW_CHUNK = 512
 
 
 def group_key_fn(grouping: tuple[str, ...], without: bool):
@@ -119,27 +120,36 @@ def aggregate(ev: Evaluator, node: ast.AggregateExpr) -> VectorBlock:
 def _matmul_reduce(
     op: str, block: VectorBlock, gidx: np.ndarray, ng: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """sum/avg/count/group as a product with a 0/1 group-membership matrix.
+    """sum/avg/count/group as products with a 0/1 group-membership matrix.
 
-    BLAS does this far faster than grouped reductions. Only valid when every
-    value is finite and moderate (0 * Inf would leak NaN into other groups, and
-    huge values need compensated summation); returns None otherwise."""
-    g = np.zeros((ng, block.n_series))
-    g[gidx, np.arange(block.n_series)] = 1.0
-    count = g @ block.present.astype(np.float64)
+    BLAS does this far faster than grouped reductions; rows are processed in
+    chunks so temporaries stay in cache. Only valid when every value is finite
+    and moderate (0 * Inf would leak NaN into other groups, and huge values need
+    compensated summation); returns None otherwise."""
+    n, steps = block.values.shape
+    count = np.zeros((ng, steps))
+    total = np.zeros((ng, steps))
+    want_sum = op in ("sum", "avg")
+    for a in range(0, n, _ROW_CHUNK):
+        b = min(n, a + _ROW_CHUNK)
+        g = np.zeros((ng, b - a))
+        g[gidx[a:b], np.arange(b - a)] = 1.0
+        p = block.present[a:b]
+        count += g @ p.astype(np.float64)
+        if want_sum:
+            x = np.where(p, block.values[a:b], 0.0)
+            if not np.isfinite(x).all() or float(np.abs(x).max(initial=0.0)) >= _PLAIN_SUM_ABS:
+                return None
+            total += g @ x
     present = count > 0
     if op == "count":
-        return np.where(present, count, 0.0), present
+        return count, present
     if op == "group":
         return present.astype(np.float64), present
-    x = np.where(block.present, block.values, 0.0)
-    if not (np.isfinite(x).all() and float(np.abs(x).max(initial=0.0)) < _PLAIN_SUM_ABS):
-        return None
-    total = g @ x
     if op == "avg":
         with np.errstate(all="ignore"):
-            total = total / count
-    return np.where(present, total, 0.0), present
+            total = np.where(present, total / np.maximum(count, 1), 0.0)
+    return total, present
 
 
 def _grouped_sum(vals: np.ndarray, pres: np.ndarray, starts: np.ndarray) -> np.ndarray:

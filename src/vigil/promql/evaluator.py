@@ -238,8 +238,8 @@ class Evaluator:
         lens = np.array([len(t) for t in tss], dtype=np.int64)
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lens, out=offsets[1:])
-        ts = np.concatenate(tss).astype(np.int64) if n else np.zeros(0, dtype=np.int64)
-        vs = np.concatenate(vss).astype(np.float64) if n else np.zeros(0)
+        ts = np.concatenate(tss).astype(np.int64, copy=False) if n else np.zeros(0, dtype=np.int64)
+        vs = np.concatenate(vss).astype(np.float64, copy=False) if n else np.zeros(0)
         starts = teff - rng
         lo = np.empty((n, len(teff)), dtype=np.int64)
         hi = np.empty((n, len(teff)), dtype=np.int64)

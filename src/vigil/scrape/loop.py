@@ -127,24 +127,25 @@ def merge_target_labels(scraped: Labels, target: Labels, honor: bool) -> Labels:
     honor_labels: scraped values win. Otherwise target values win and a clashing
     scraped label is kept as `exported_<name>` (more `exported_` prefixes until free).
     """
+    # Neither side holds empty values (Labels drops them), so the merged dict needs
+    # no filtering and can be sorted directly (this runs once per new series).
     d = dict(scraped)
     if honor:
         for name, value in target:
-            if name not in d:
-                d[name] = value
-        return Labels.from_dict(d)
-    conflicts = [(name, d[name]) for name, _ in target if d.get(name)]
-    for name, value in target:
-        d[name] = value
-    conflicts.sort(key=lambda p: len(p[0]))
-    for name, value in conflicts:
-        new = name
-        while True:
-            new = "exported_" + new
-            if not d.get(new):
-                d[new] = value
-                break
-    return Labels.from_dict(d)
+            d.setdefault(name, value)
+        return Labels.from_sorted(sorted(d.items()))
+    conflicts = [(name, d[name]) for name, _ in target if name in d]
+    d.update(target)
+    if conflicts:
+        conflicts.sort(key=lambda p: len(p[0]))
+        for name, value in conflicts:
+            new = name
+            while True:
+                new = "exported_" + new
+                if not d.get(new):
+                    d[new] = value
+                    break
+    return Labels.from_sorted(sorted(d.items()))
 
 
 def check_label_limits(labels: Labels, opts: LoopOptions) -> None:

@@ -127,7 +127,9 @@ class Querier(Protocol):
         sorted by labels, holding only the samples in [mint, maxt]."""
         ...
 
-    def label_names(self, matchers: Sequence[Matcher] = (), mint: int = 0, maxt: int = 0) -> list[str]:
+    def label_names(
+        self, matchers: Sequence[Matcher] = (), mint: int = 0, maxt: int = 0
+    ) -> list[str]:
         """Sorted label names of series matching `matchers` (all series when empty)."""
         ...
 

@@ -114,7 +114,9 @@ class MemoryQuerier:
     def series(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[Labels]:
         return [d.labels for d in self.select(matchers, mint, maxt)]
 
-    def label_names(self, matchers: Sequence[Matcher] = (), mint: int = 0, maxt: int = 0) -> list[str]:
+    def label_names(
+        self, matchers: Sequence[Matcher] = (), mint: int = 0, maxt: int = 0
+    ) -> list[str]:
         names: set[str] = set()
         for s in self._matching(matchers):
             names.update(s.labels.names())
