@@ -1,14 +1,11 @@
-"""Shared test helpers: where the shared conformance material lives, free ports."""
+"""Shared fixtures: where the shared conformance material lives, free ports."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from _support import SHARED, free_port
 
 
 @pytest.fixture(scope="session")
@@ -16,12 +13,6 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"shared material not found at {SHARED}")
     return SHARED
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port
+from _support import free_port, wait_for
 
 
 class VigilProcess:
@@ -84,17 +84,6 @@ def vigil_factory(tmp_path: Path) -> Iterator:
     yield make
     for p in procs:
         p.stop(signal.SIGKILL)
-
-
-def wait_for(fn, timeout: float = 20.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met in {timeout}s; last={last!r}")
 
 
 SELF_FAST = """

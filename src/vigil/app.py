@@ -166,15 +166,18 @@ class Vigil:
         from vigil.web import create_app
         from vigil.web.context import WebContext
 
+        vcfg = self.loaded.config.vigil
         ctx = WebContext(
             storage=self.db,
             engine=self.engine,
-            targets=self.scrape.targets,
+            targets=self.targets,
             metadata=self.scrape.metadata,
             config_yaml=lambda: self.loaded.config.to_yaml(),
             flags=self.flags(),
             reload=self.reload,
             tsdb_stats=self.db.stats,
+            external_labels=dict(self.loaded.config.global_config.external_labels or {}),
+            lookback_delta_ms=vcfg.lookback_delta.ms,
             importer=self.import_stream,
             self_metrics=[self.db.metrics, self.scrape.metrics, self.reload_metrics],
             ready=lambda: self.ready,
@@ -182,6 +185,13 @@ class Vigil:
             runtime_info=self.runtime_info,
         )
         return create_app(ctx)
+
+    def targets(self) -> dict[str, Any]:
+        return {
+            "activeTargets": self.scrape.targets_active(),
+            "droppedTargets": self.scrape.targets_dropped(),
+            "droppedTargetCounts": self.scrape.dropped_counts(),
+        }
 
     def flags(self) -> dict[str, str]:
         o = self.options

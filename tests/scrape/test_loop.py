@@ -573,3 +573,23 @@ def test_https_with_tls_config(tmp_path: Any) -> None:
         assert err is not None and "CERTIFICATE_VERIFY_FAILED" in err.upper().replace(" ", "_")
         assert run(go(tls_config={"insecure_skip_verify": True})) is None
     assert one(store, "secure")[0] == (T0, 1.0)
+
+
+def test_relabel_collision_is_not_marked_stale_while_one_key_lives(server: StaticTarget) -> None:
+    server.set("/metrics", b'm{pod="a"} 1\nm{pod="b"} 1\n')
+    store = MemoryStorage()
+    rc = [{"action": "labeldrop", "regex": "pod"}]
+
+    async def go() -> None:
+        async with scrape_loop(server, store, metric_relabel_configs=rc) as lp:
+            await lp.scrape_once(T0)
+            server.set("/metrics", b'm{pod="b"} 2\n')
+            out = await lp.scrape_once(T0 + 1000)
+            assert out.stale_markers == 0
+            server.set("/metrics", b"other 1\n")
+            out = await lp.scrape_once(T0 + 2000)
+            assert out.stale_markers == 1
+
+    run(go())
+    pts = one(store, "m")
+    assert [t for t, _ in pts] == [T0, T0 + 1000, T0 + 2000] and is_stale(pts[-1][1])

@@ -111,8 +111,9 @@ def test_scrapes_reports_and_api_shapes(targets: list[StaticTarget]) -> None:
         assert "prometheus_target_scrapes_exceeded_sample_limit_total" in names
         # Scrapes land on the interval grid: timestamps 200 ms apart.
         pts = next(iter(series(store, "thing_total").values()))
-        steps = {b[0] - a[0] for a, b in itertools.pairwise(pts)}
-        assert steps and all(150 <= s <= 260 for s in steps), steps
+        steps = sorted(b[0] - a[0] for a, b in itertools.pairwise(pts))
+        # The median, so one scrape delayed by a loaded machine cannot fail this.
+        assert steps and 180 <= steps[len(steps) // 2] <= 220, steps
     finally:
         m.stop()
     # Stop writes staleness markers for every target's series.

@@ -61,9 +61,9 @@ def go_str(v: Any) -> str:
         return "<nil>"
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, float):
+    if type(v) is float:
         return format_float(v)
-    if isinstance(v, str):
+    if type(v) is str:
         return v
     if isinstance(v, Mapping) and type(v).__str__ is object.__str__ or type(v) is dict:
         return "map[" + " ".join(f"{go_str(k)}:{go_str(x)}" for k, x in sorted(v.items())) + "]"

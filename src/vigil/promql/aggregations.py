@@ -110,7 +110,10 @@ def aggregate(ev: Evaluator, node: ast.AggregateExpr) -> VectorBlock:
             if op == "stddev":
                 out = np.sqrt(out)
         elif op == "quantile":
-            assert isinstance(param, np.ndarray)
+            assert isinstance(param, np.ndarray) and node.param is not None
+            from vigil.promql.functions_table import check_quantile
+
+            check_quantile(ev, param, node.param)
             out = _grouped_quantile(vals, pres, starts, param)
         else:
             raise ExecutionError(f"unknown aggregation operator {op!r}")

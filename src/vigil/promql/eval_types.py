@@ -106,21 +106,41 @@ class MatrixBlock:
 Value = VectorBlock | ScalarBlock | StringValue | MatrixBlock
 
 
-def window_indices(
-    ts: np.ndarray, offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per series and step, the index window of samples with start < t <= end.
+# Series per batched searchsorted: a batch's keys stay small enough for the cache.
+_SEARCH_BATCH = 64
 
-    `ts` is the flat, per-series ascending timestamp array; `starts`/`ends` are
-    [steps] int64. Returns global (lo, hi) arrays of shape [series, steps].
+
+def count_le(ts: np.ndarray, offsets: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """For every series i and query q: the global index just past the last sample
+    of series i with timestamp <= q. Shape [series, queries].
+
+    `ts` holds all series' ascending timestamps back to back (series i owns
+    ``ts[offsets[i]:offsets[i+1]]``). Series are searched in batches: each batch's
+    timestamps get a per-series key offset so the batch is one sorted array and
+    one `searchsorted` call answers all its queries.
     """
     n = len(offsets) - 1
-    steps = len(ends)
-    lo = np.empty((n, steps), dtype=np.int64)
-    hi = np.empty((n, steps), dtype=np.int64)
-    for i in range(n):
-        a, b = int(offsets[i]), int(offsets[i + 1])
-        seg = ts[a:b]
-        lo[i] = np.searchsorted(seg, starts, side="right") + a
-        hi[i] = np.searchsorted(seg, ends, side="right") + a
-    return lo, hi
+    out = np.empty((n, len(queries)), dtype=np.int64)
+    if n == 0 or len(queries) == 0:
+        return out
+    if len(ts) == 0:
+        out[:] = 0
+        return out
+    base = int(min(int(ts.min()), int(queries.min())))
+    top = int(max(int(ts.max()), int(queries.max())))
+    span = top - base + 2
+    if span * (_SEARCH_BATCH + 1) >= 2**62:
+        for i in range(n):
+            a = int(offsets[i])
+            out[i] = np.searchsorted(ts[a : int(offsets[i + 1])], queries, side="right") + a
+        return out
+    q_rel = (queries - base).astype(np.int64)
+    for a in range(0, n, _SEARCH_BATCH):
+        b = min(n, a + _SEARCH_BATCH)
+        lo_i, hi_i = int(offsets[a]), int(offsets[b])
+        lens = np.diff(offsets[a : b + 1])
+        keys = ts[lo_i:hi_i] - base
+        keys += np.repeat(np.arange(b - a, dtype=np.int64) * span, lens)
+        qk = q_rel[None, :] + (np.arange(b - a, dtype=np.int64) * span)[:, None]
+        out[a:b] = np.searchsorted(keys, qk, side="right") + lo_i
+    return out

@@ -19,7 +19,14 @@ from vigil.model.matchers import Matcher
 from vigil.model.samples import stale_mask
 from vigil.promql import aggregations, binops, functions_table
 from vigil.promql.errors import ExecutionError, QueryTimeoutError, TooManySamplesError
-from vigil.promql.eval_types import MatrixBlock, ScalarBlock, StringValue, Value, VectorBlock
+from vigil.promql.eval_types import (
+    MatrixBlock,
+    ScalarBlock,
+    StringValue,
+    Value,
+    VectorBlock,
+    count_le,
+)
 from vigil.promql.parser import ast
 from vigil.storage.interface import Queryable, SelectHints, SeriesData
 
@@ -241,8 +248,7 @@ class Evaluator:
         ts = np.concatenate(tss).astype(np.int64, copy=False) if n else np.zeros(0, dtype=np.int64)
         vs = np.concatenate(vss).astype(np.float64, copy=False) if n else np.zeros(0)
         starts = teff - rng
-        lo = np.empty((n, len(teff)), dtype=np.int64)
-        hi = np.empty((n, len(teff)), dtype=np.int64)
+        hi = count_le(ts, offsets, teff)
         # When windows start where earlier windows ended (range a multiple of a
         # regular step), the start indices are the earlier end indices.
         shift = 0
@@ -250,15 +256,12 @@ class Evaluator:
             d = np.diff(teff)
             if (d == d[0]).all() and d[0] > 0 and rng % int(d[0]) == 0:
                 shift = rng // int(d[0])
-        for i in range(n):
-            a = int(offsets[i])
-            seg = ts[a : int(offsets[i + 1])]
-            hi[i] = np.searchsorted(seg, teff, side="right") + a
-            if 0 < shift < len(teff):
-                lo[i, shift:] = hi[i, :-shift]
-                lo[i, :shift] = np.searchsorted(seg, starts[:shift], side="right") + a
-            else:
-                lo[i] = np.searchsorted(seg, starts, side="right") + a
+        if 0 < shift < len(teff):
+            lo = np.empty_like(hi)
+            lo[:, shift:] = hi[:, :-shift]
+            lo[:, :shift] = count_le(ts, offsets, starts[:shift])
+        else:
+            lo = count_le(ts, offsets, starts)
         if drop_name is None:
             drop_name = np.zeros(n, dtype=bool)
         return MatrixBlock(labels, drop_name, ts, vs, offsets, lo, hi, rng, starts, teff)

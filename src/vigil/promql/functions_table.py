@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from vigil.promql.evaluator import Evaluator
 
 
+def unwrap(node: ast.Expr) -> ast.Expr:
+    while isinstance(node, ast.ParenExpr):
+        node = node.expr
+    return node
+
+
 def _from_range(m: MatrixBlock, name: str, result: tuple[np.ndarray, np.ndarray]) -> VectorBlock:
     values, present = result
     if name in range_functions.KEEP_NAME_RANGE_FUNCTIONS:
@@ -29,9 +35,42 @@ def _from_range(m: MatrixBlock, name: str, result: tuple[np.ndarray, np.ndarray]
     return VectorBlock(m.labels, drop, values, present).compact()
 
 
+_COUNTER_SUFFIXES = ("_total", "_sum", "_count", "_bucket")
+
+
+def _non_counter_info(ev: Evaluator, out: VectorBlock, arg: ast.Expr) -> None:
+    for lbls in out.labels:
+        name = lbls.metric_name
+        if name and not name.endswith(_COUNTER_SUFFIXES):
+            ev.ctx.info(
+                f'metric might not be a counter, name does not end in _total/_sum/_count/_bucket: "{name}"',
+                getattr(arg, "pos", None),
+            )
+
+
+def check_quantile(ev: Evaluator, q: np.ndarray, arg: ast.Expr) -> None:
+    """Warn, as Prometheus does, about quantiles outside [0, 1]."""
+    bad = q[np.isnan(q) | (q < 0) | (q > 1)]
+    for v in np.unique(bad).tolist():
+        ev.ctx.warn(
+            f"quantile value should be between 0 and 1, got {go_g(v)}", getattr(arg, "pos", None)
+        )
+
+
+def go_g(v: float) -> str:
+    """Go's %g for the values annotations print."""
+    if v != v:
+        return "NaN"
+    if v in (float("inf"), float("-inf")):
+        return "+Inf" if v > 0 else "-Inf"
+    return f"{v:g}" if abs(v) < 1e21 else repr(v)
+
+
 def _quantile_over_time(ev: Evaluator, call: ast.Call) -> Value:
     q = ev.eval_scalar(call.args[0])
     m = ev.eval_matrix(call.args[1])
+    if (m.hi > m.lo).any():
+        check_quantile(ev, q, call.args[0])
     return _from_range(m, "quantile_over_time", range_functions.quantile_over_time(m, q))
 
 
@@ -90,7 +129,10 @@ def call(ev: Evaluator, node: ast.Call) -> Value:
     simple = range_functions.SIMPLE_RANGE_FUNCTIONS.get(name)
     if simple is not None:
         m = ev.eval_matrix(node.args[0])
-        return _from_range(m, name, simple(m))
+        out = _from_range(m, name, simple(m))
+        if name in ("rate", "increase") and isinstance(unwrap(node.args[0]), ast.MatrixSelector):
+            _non_counter_info(ev, out, node.args[0])
+        return out
     special = SPECIAL_FUNCTIONS.get(name)
     if special is not None:
         return special(ev, node)

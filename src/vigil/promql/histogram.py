@@ -96,41 +96,49 @@ def _q_edges(q: np.ndarray, res: np.ndarray) -> np.ndarray:
 def bucket_fraction(
     lower: np.ndarray, upper: np.ndarray, bounds: np.ndarray, counts: np.ndarray
 ) -> np.ndarray:
-    """Estimated fraction of observations in [lower, upper] per step."""
+    """Estimated fraction of observations in [lower, upper] per step (no
+    monotonicity fix-up here, as in Prometheus)."""
     steps = counts.shape[1]
     order = np.argsort(bounds, kind="stable")
     bounds, counts = bounds[order], counts[order]
     if not np.isposinf(bounds[-1]):
         return np.full(steps, np.nan)
-    b, c = _prepare(bounds, counts)
+    b, inv = np.unique(bounds, return_inverse=True)
+    c = np.zeros((len(b), steps))
+    np.add.at(c, inv, counts)
     total = c[-1]
     with np.errstate(all="ignore"):
-        res = (_rank(upper, b, c) - _rank(lower, b, c)) / total
+        res = (_rank(upper, b, c, total) - _rank(lower, b, c, total)) / total
     res = np.where(lower >= upper, 0.0, res)
-    res = np.where((total == 0) | np.isnan(lower) | np.isnan(upper), np.nan, res)
-    return res
+    return np.where((total == 0) | np.isnan(lower) | np.isnan(upper), np.nan, res)
 
 
-def _rank(v: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Interpolated cumulative count of observations <= v, per step."""
-    k = len(b)
+def _rank(v: np.ndarray, b: np.ndarray, c: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Interpolated count of observations below `v`, per step. The first bucket
+    starts at 0 when its bound is positive, else at -Inf; nothing is interpolated
+    inside an infinite-width bucket."""
     steps = c.shape[1]
-    cols = np.arange(steps)
-    idx = np.searchsorted(b, v, side="left")  # first bound >= v
-    idx = np.minimum(idx, k - 1)
-    prev = np.where(idx > 0, c[np.maximum(idx - 1, 0), cols], 0.0)
-    cur = c[idx, cols]
-    ub = b[idx]
-    lb = np.where(idx > 0, b[np.maximum(idx - 1, 0)], np.where(b[0] > 0, 0.0, -np.inf))
+    res = np.array(total, dtype=np.float64, copy=True)
+    done = np.zeros(steps, dtype=bool)
+    prev = np.zeros(steps)
+    lb = 0.0 if b[0] > 0 else -np.inf
     with np.errstate(all="ignore"):
-        interp = prev + (cur - prev) * (v - lb) / (ub - lb)
-    out = interp
-    out = np.where(np.isneginf(lb), np.where(v < ub, 0.0, cur), out)
-    out = np.where(~np.isneginf(lb) & (v <= lb), prev, out)
-    # Inside the +Inf bucket nothing can be interpolated: count what lies below it.
-    out = np.where(idx == k - 1, np.where(np.isposinf(v), c[k - 1], c[max(k - 2, 0)]), out)
-    out = np.where(np.isneginf(v), 0.0, out)
-    return out
+        for i in range(len(b)):
+            if i > 0:
+                lb = float(b[i - 1])
+            ub = float(b[i])
+            hit = ~done & (lb >= v)
+            res = np.where(hit, prev, res)
+            done |= hit
+            inside = ~done & (lb < v) & (ub > v)
+            if np.isneginf(lb):
+                val = c[i]
+            else:
+                val = prev + (c[i] - prev) * (v - lb) / (ub - lb)
+            res = np.where(inside, val, res)
+            done |= inside
+            prev = c[i]
+    return np.where(res > total, total, res)
 
 
 def _bucket_groups(
@@ -175,8 +183,12 @@ def _solve(v: VectorBlock, members: list[tuple[float, int]], fn) -> tuple[np.nda
 
 
 def histogram_quantile(ev: Evaluator, call: ast.Call) -> Value:
+    from vigil.promql.functions_table import check_quantile
+
     q = ev.eval_scalar(call.args[0])
     v = ev.eval_vector(call.args[1])
+    if v.n_series:
+        check_quantile(ev, q, call.args[0])
     labels, groups = _bucket_groups(ev, v, call.args[1])
     vals = np.zeros((len(labels), ev.n_steps))
     pres = np.zeros((len(labels), ev.n_steps), dtype=bool)

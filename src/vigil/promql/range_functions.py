@@ -87,55 +87,65 @@ def _reset_prefix(m: MatrixBlock) -> Arr | None:
 
 
 # Rows per chunk: keeps the temporaries of the rate arithmetic in cache.
-_ROW_CHUNK = 256
+_ROW_CHUNK = 64
 
 
 def extrapolated_rate(m: MatrixBlock, is_counter: bool, is_rate: bool) -> RangeResult:
-    """rate / increase / delta with Prometheus's boundary extrapolation."""
+    """rate / increase / delta with Prometheus's boundary extrapolation.
+
+    Works on row chunks with in-place operations: the arithmetic is a few dozen
+    passes per element, and chunks keep those passes in cache."""
     shape = m.lo.shape
     if len(m.vs) == 0:
         return _empty_like(m)
     out = np.zeros(shape)
-    present = np.zeros(shape, dtype=bool)
+    present = (m.hi - m.lo) >= 2
     resets_c = _reset_prefix(m) if is_counter else None
     last = len(m.vs) - 1
+    vs = m.vs
+    ts_f = m.ts.astype(np.float64)
     r_start = m.range_start.astype(np.float64)[None, :]
     r_end = m.range_end.astype(np.float64)[None, :]
-    range_s = m.range_ms / 1000.0
-    for a in range(0, shape[0], _ROW_CHUNK):
-        b = a + _ROW_CHUNK
-        lo, hi = m.lo[a:b], m.hi[a:b]
-        n = hi - lo
-        ok = n >= 2
-        present[a:b] = ok
-        if not ok.any():
-            continue
-        lo_c = np.minimum(lo, last)
-        hi_c = np.clip(hi - 1, 0, last)
-        first_v = m.vs[lo_c]
-        result = m.vs[hi_c] - first_v
-        if resets_c is not None:
-            result += resets_c[hi_c] - resets_c[lo_c]
-        first_t = m.ts[lo_c].astype(np.float64)
-        last_t = m.ts[hi_c].astype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
+    inv_range = 1000.0 / m.range_ms if is_rate else 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for a in range(0, shape[0], _ROW_CHUNK):
+            b = a + _ROW_CHUNK
+            ok = present[a:b]
+            if not ok.any():
+                continue
+            lo_c = np.minimum(m.lo[a:b], last)
+            hi_c = m.hi[a:b] - 1
+            np.maximum(hi_c, 0, out=hi_c)
+            first_v = vs[lo_c]
+            result = vs[hi_c]
+            result -= first_v
+            if resets_c is not None:
+                result += resets_c[hi_c]
+                result -= resets_c[lo_c]
+            first_t = ts_f[lo_c]
+            last_t = ts_f[hi_c]
             sampled = last_t - first_t
-            avg = sampled / np.maximum(n - 1, 1)
+            avg = sampled / (m.hi[a:b] - m.lo[a:b] - 1)
             thr = avg * 1.1
-            half = avg / 2
+            avg *= 0.5  # from here on: half the average interval
             d_start = first_t - r_start
-            d_start = np.where(d_start >= thr, half, d_start)
+            np.copyto(d_start, avg, where=d_start >= thr)
             if is_counter:
                 zero_ok = (result > 0) & (first_v >= 0)
-                d_zero = sampled * (first_v / np.where(zero_ok, result, 1.0))
-                d_start = np.where(zero_ok & (d_zero < d_start), d_zero, d_start)
+                d_zero = sampled * first_v
+                d_zero /= result
+                zero_ok &= d_zero < d_start
+                np.copyto(d_start, d_zero, where=zero_ok)
             d_end = r_end - last_t
-            d_end = np.where(d_end >= thr, half, d_end)
-            factor = (sampled + d_start + d_end) / sampled
+            np.copyto(d_end, avg, where=d_end >= thr)
+            d_start += d_end
+            d_start += sampled
+            d_start /= sampled
             if is_rate:
-                factor /= range_s
-            result *= factor
-        out[a:b] = np.where(ok, result, 0.0)
+                d_start *= inv_range
+            result *= d_start
+            np.copyto(result, 0.0, where=~ok)
+            out[a:b] = result
     return out, present
 
 

@@ -39,7 +39,7 @@ from vigil.model.labels import METRIC_NAME, Labels
 from vigil.model.samples import STALE_NAN
 from vigil.scrape.http_client import AuthSettings, BodySizeLimitError, ScrapeError, fetch
 from vigil.scrape.metrics import ScrapeMetrics
-from vigil.scrape.target import Target, duration_ms, format_duration
+from vigil.scrape.target import Target, format_duration
 from vigil.storage.interface import Appendable, CommitStats
 
 log = logging.getLogger(__name__)
@@ -443,14 +443,18 @@ class ScrapeLoop:
     def _ingest(
         self, app: Any, body: bytes | None, content_type: str | None, ts_ms: int, out: ScrapeOutcome
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        """Samples to append as (refs, timestamps, values, tracked refs), or None with
-        `out.error` set when the scrape fails."""
+        """Samples to append as (refs, timestamps, values, mask of the slots tracked
+        for staleness), or None with `out.error` set when the scrape fails."""
         from vigil.scrape.exposition import ExpositionError, parse
 
         try:
             expo = parse(body or b"", content_type)
         except ExpositionError as exc:
             out.error = _parse_error_text(exc)
+            return None
+        except Exception as exc:  # a parser bug must fail this scrape, not the loop
+            log.exception("parser failed on the body of %s", self.target.url)
+            out.error = f"parse error: {exc}"
             return None
         self._metadata = dict(expo.metadata)
         keys: Sequence[str] = expo.keys
@@ -476,6 +480,9 @@ class ScrapeLoop:
                             "prometheus_target_scrape_pool_exceeded_label_limits_total"
                         )
                     out.error = str(exc)
+                    return None
+                except ValueError as exc:  # a series key the label parser rejects
+                    out.error = f"invalid series: {exc}"
                     return None
             self._prev_keys = (keys, slots)
         self._seen = slots
@@ -586,9 +593,11 @@ class ScrapeLoop:
         gone = prev & ~cur
         stale = cache.refs[:n][gone]
         stale = stale[stale >= 0]
-        if len(self._pending_stale):
+        if len(stale) or len(self._pending_stale):
+            # By ref, not by key: metric relabeling can map two keys to one series,
+            # which is still live while either key is.
             live = cache.refs[:n][cur]
-            stale = np.union1d(stale, np.setdiff1d(self._pending_stale, live))
+            stale = np.setdiff1d(np.union1d(stale, self._pending_stale), live)
             self._pending_stale = np.zeros(0, dtype=np.int64)
         cache.prev = cur
         return stale
@@ -660,8 +669,3 @@ def _parse_error_text(exc: Exception) -> str:
     if line and f"line {line}" not in text:
         text = f"line {line}: {text}"
     return text
-
-
-def loop_options_and_timeout(cfg: Any) -> tuple[LoopOptions, int]:
-    """(options, scrape timeout ms) of a scrape config."""
-    return LoopOptions.from_config(cfg), duration_ms(cfg.scrape_timeout)

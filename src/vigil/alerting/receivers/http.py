@@ -1,0 +1,48 @@
+"""POSTing JSON for HTTP integrations, with Alertmanager's retry classification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+
+from vigil.alerting.receivers.base import NotifyError, retry_for_status
+
+USER_AGENT = "Alertmanager/0.27.0 (Vigil)"
+
+
+def read_secret_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError as exc:
+        raise NotifyError(f"cannot read {path}: {exc.strerror}", retry=False) from None
+
+
+async def post_json(url: str, payload: Any, headers: dict[str, str] | None = None, timeout: float = 30.0) -> httpx.Response:
+    """POST `payload` as JSON; raise `NotifyError` (retry on 5xx/429/network errors)."""
+    h = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    if headers:
+        h.update(headers)
+    try:
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+            resp = await client.post(url, content=orjson.dumps(payload), headers=h)
+    except httpx.HTTPError as exc:
+        raise NotifyError(f"POST {_redact(url)}: {type(exc).__name__}: {exc}", retry=True) from None
+    if resp.status_code // 100 != 2:
+        body = resp.text[:200]
+        raise NotifyError(
+            f"unexpected status code {resp.status_code} from {_redact(url)}: {body}",
+            retry=retry_for_status(resp.status_code),
+        )
+    return resp
+
+
+def _redact(url: str) -> str:
+    # Webhook URLs often embed secrets (Slack, Discord); show only scheme and host.
+    try:
+        u = httpx.URL(url)
+        return f"{u.scheme}://{u.host}{':' + str(u.port) if u.port else ''}/<redacted>"
+    except Exception:
+        return "<url>"
