@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -69,6 +68,7 @@ class VigilProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.log.close()
         return self.proc.returncode
 
 
@@ -205,8 +205,7 @@ def test_kill_9_keeps_acknowledged_remote_writes(vigil_factory) -> None:
         )
         assert r.status_code == 204, r.text
         acked.append(i)
-    os.kill(v.proc.pid, signal.SIGKILL)
-    v.proc.wait()
+    v.stop(signal.SIGKILL)
     v2 = vigil_factory(
         "global: {scrape_interval: 1s}\nvigil: {self_scrape: false}\n", data_dir=v.data_dir
     )

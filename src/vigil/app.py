@@ -281,6 +281,8 @@ def run_server(options: ServerOptions) -> int:
     logging.basicConfig(
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # One INFO line per scrape request would drown everything else.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from vigil.config import ConfigError
 
     try:

@@ -16,12 +16,15 @@ from vigil.model.samples import STALE_NAN
 from vigil.promql import errors
 from vigil.promql.engine import Engine
 from vigil.promql.parser import ast
+from vigil.promql.result import QueryResult
 from vigil.storage.memory import MemoryStorage
 
 MIN = 60_000
 
 
-def sel(name: str | None = None, offset: int = 0, at: int | None = None, **labels: str) -> ast.VectorSelector:
+def sel(
+    name: str | None = None, offset: int = 0, at: int | None = None, **labels: str
+) -> ast.VectorSelector:
     ms = []
     if name:
         ms.append(Matcher(MatchType.EQUAL, "__name__", name))
@@ -41,15 +44,32 @@ def num(v: float) -> ast.NumberLiteral:
     return ast.NumberLiteral(v)
 
 
-def binop(op: str, a: ast.Expr, b: ast.Expr, matching: ast.VectorMatching | None = None, bool_: bool = False) -> ast.BinaryExpr:
+def binop(
+    op: str,
+    a: ast.Expr,
+    b: ast.Expr,
+    matching: ast.VectorMatching | None = None,
+    bool_: bool = False,
+) -> ast.BinaryExpr:
     return ast.BinaryExpr(op, a, b, return_bool=bool_, matching=matching)
 
 
-def agg(op: str, e: ast.Expr, by: tuple[str, ...] = (), without: bool = False, param: ast.Expr | None = None) -> ast.AggregateExpr:
+def agg(
+    op: str,
+    e: ast.Expr,
+    by: tuple[str, ...] = (),
+    without: bool = False,
+    param: ast.Expr | None = None,
+) -> ast.AggregateExpr:
     return ast.AggregateExpr(op, e, param=param, grouping=by, without=without)
 
 
-def load(store: MemoryStorage, series: dict[str, list[float | None]], interval: int, labels: dict[str, dict[str, str]] | None = None) -> None:
+def load(
+    store: MemoryStorage,
+    series: dict[str, list[float | None]],
+    interval: int,
+    labels: dict[str, dict[str, str]] | None = None,
+) -> None:
     app = store.appender()
     for key, vals in series.items():
         name, _, rest = key.partition("{")
@@ -65,7 +85,7 @@ def load(store: MemoryStorage, series: dict[str, list[float | None]], interval: 
     app.commit()
 
 
-def vec(res) -> dict[str, float]:  # noqa: ANN001
+def vec(res: QueryResult) -> dict[str, float]:
     assert res.result_type == "vector"
     return {s.labels.format(): s.v for s in res.value}
 
@@ -90,7 +110,10 @@ def store() -> MemoryStorage:
 def test_instant_selector_and_lookback(store: MemoryStorage) -> None:
     e = Engine(store)
     r = vec(e.instant_query(sel("http_requests", job="api"), 50 * MIN))
-    assert r == {'http_requests{instance="0", job="api"}': 100.0, 'http_requests{instance="1", job="api"}': 200.0}
+    assert r == {
+        'http_requests{instance="0", job="api"}': 100.0,
+        'http_requests{instance="1", job="api"}': 200.0,
+    }
     # Lookback is left-open: a sample exactly 5m old is no longer visible.
     assert vec(e.instant_query(sel("up", job="api"), 55 * MIN - 1)) != {}
     assert vec(e.instant_query(sel("up", job="api"), 55 * MIN)) == {}
@@ -172,9 +195,16 @@ def test_vector_matching(store: MemoryStorage) -> None:
     # many-to-one without group_left is an error
     m = ast.VectorMatching("one-to-one", ("job",), on=True)
     with pytest.raises(errors.ExecutionError, match="many-to-one matching must be explicit"):
-        e.instant_query(binop("+", sel("http_requests"), agg("sum", sel("up"), by=("job",)), m), 50 * MIN)
+        e.instant_query(
+            binop("+", sel("http_requests"), agg("sum", sel("up"), by=("job",)), m), 50 * MIN
+        )
     m = ast.VectorMatching("many-to-one", ("job",), on=True)
-    r = vec(e.instant_query(binop("/", sel("http_requests"), agg("sum", sel("http_requests"), by=("job",)), m), 50 * MIN))
+    r = vec(
+        e.instant_query(
+            binop("/", sel("http_requests"), agg("sum", sel("http_requests"), by=("job",)), m),
+            50 * MIN,
+        )
+    )
     assert r['{instance="1", job="api"}'] == pytest.approx(2 / 3)
     # duplicate on the one side
     m = ast.VectorMatching("many-to-one", ("job",), on=True)
@@ -185,20 +215,40 @@ def test_vector_matching(store: MemoryStorage) -> None:
 def test_set_operators(store: MemoryStorage) -> None:
     e = Engine(store)
     on_job = ast.VectorMatching("many-to-many", ("job",), on=True)
-    r = vec(e.instant_query(binop("and", sel("http_requests"), binop("==", sel("up"), num(1)), on_job), 50 * MIN))
-    assert set(r) == {'http_requests{instance="0", job="api"}', 'http_requests{instance="1", job="api"}'}
-    r = vec(e.instant_query(binop("unless", sel("http_requests"), binop("==", sel("up"), num(1)), on_job), 50 * MIN))
+    r = vec(
+        e.instant_query(
+            binop("and", sel("http_requests"), binop("==", sel("up"), num(1)), on_job), 50 * MIN
+        )
+    )
+    assert set(r) == {
+        'http_requests{instance="0", job="api"}',
+        'http_requests{instance="1", job="api"}',
+    }
+    r = vec(
+        e.instant_query(
+            binop("unless", sel("http_requests"), binop("==", sel("up"), num(1)), on_job), 50 * MIN
+        )
+    )
     assert set(r) == {'http_requests{instance="0", job="web"}'}
-    r = vec(e.instant_query(binop("or", sel("up", job="api"), sel("http_requests", instance="1")), 50 * MIN))
+    r = vec(
+        e.instant_query(
+            binop("or", sel("up", job="api"), sel("http_requests", instance="1")), 50 * MIN
+        )
+    )
     assert set(r) == {'up{instance="0", job="api"}', 'http_requests{instance="1", job="api"}'}
 
 
 def test_aggregations(store: MemoryStorage) -> None:
     e = Engine(store)
     t = 50 * MIN
-    assert vec(e.instant_query(agg("sum", sel("http_requests"), by=("job",)), t)) == {'{job="api"}': 300.0, '{job="web"}': 300.0}
+    assert vec(e.instant_query(agg("sum", sel("http_requests"), by=("job",)), t)) == {
+        '{job="api"}': 300.0,
+        '{job="web"}': 300.0,
+    }
     assert vec(e.instant_query(agg("avg", sel("http_requests")), t)) == {"{}": 200.0}
-    assert vec(e.instant_query(agg("count", sel("http_requests"), by=("instance",), without=True), t)) == {
+    assert vec(
+        e.instant_query(agg("count", sel("http_requests"), by=("instance",), without=True), t)
+    ) == {
         '{job="api"}': 2.0,
         '{job="web"}': 1.0,
     }
@@ -235,13 +285,33 @@ def test_subquery(store: MemoryStorage) -> None:
     r = vec(e.instant_query(fn("sum_over_time", sq), 50 * MIN))
     # steps at 35m, 40m, 45m, 50m (left-open window): 210 + 240 + 270 + 300
     assert r == {'{instance="0", job="web"}': 1020.0}
-    r = vec(e.instant_query(fn("max_over_time", ast.SubqueryExpr(fn("rate", rng(sel("http_requests", job="web"), 10 * MIN)), 30 * MIN, MIN)), 50 * MIN))
+    r = vec(
+        e.instant_query(
+            fn(
+                "max_over_time",
+                ast.SubqueryExpr(
+                    fn("rate", rng(sel("http_requests", job="web"), 10 * MIN)), 30 * MIN, MIN
+                ),
+            ),
+            50 * MIN,
+        )
+    )
     assert r['{instance="0", job="web"}'] == pytest.approx(0.1)
 
 
 def test_delayed_name_removal_collision(store: MemoryStorage) -> None:
     e = Engine(store)
-    expr = ast.UnaryExpr("-", ast.VectorSelector(None, (Matcher(MatchType.REGEX, "__name__", "up|http_requests"), Matcher(MatchType.EQUAL, "instance", "0"), Matcher(MatchType.EQUAL, "job", "api"))))
+    expr = ast.UnaryExpr(
+        "-",
+        ast.VectorSelector(
+            None,
+            (
+                Matcher(MatchType.REGEX, "__name__", "up|http_requests"),
+                Matcher(MatchType.EQUAL, "instance", "0"),
+                Matcher(MatchType.EQUAL, "job", "api"),
+            ),
+        ),
+    )
     with pytest.raises(errors.ExecutionError, match="same labelset"):
         e.instant_query(expr, 50 * MIN)
 
@@ -250,7 +320,12 @@ def test_range_query_or_merges_after_name_drop() -> None:
     s = MemoryStorage()
     load(s, {"metric_a": [1.0], "metric_b": [3.0, 4.0]}, 10 * MIN)
     e = Engine(s, lookback_delta_ms=5 * MIN)
-    res = e.range_query(binop("or", ast.UnaryExpr("-", sel("metric_a")), ast.UnaryExpr("-", sel("metric_b"))), 0, 20 * MIN, 10 * MIN)
+    res = e.range_query(
+        binop("or", ast.UnaryExpr("-", sel("metric_a")), ast.UnaryExpr("-", sel("metric_b"))),
+        0,
+        20 * MIN,
+        10 * MIN,
+    )
     assert len(res.value) == 1
     assert res.value[0].values.tolist() == [-1.0, -4.0]
 

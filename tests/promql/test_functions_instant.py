@@ -26,7 +26,9 @@ def _store(rows: list[tuple[dict[str, str], float]]) -> MemoryStorage:
 
 
 def sel(name: str, **labels: str) -> ast.VectorSelector:
-    ms = [Matcher(MatchType.EQUAL, "__name__", name)] + [Matcher(MatchType.EQUAL, k, v) for k, v in labels.items()]
+    ms = [Matcher(MatchType.EQUAL, "__name__", name)] + [
+        Matcher(MatchType.EQUAL, k, v) for k, v in labels.items()
+    ]
     return ast.VectorSelector(name, tuple(ms))
 
 

@@ -29,8 +29,12 @@ def _store(series: dict[str, list[float | None]], interval: int) -> MemoryStorag
     return s
 
 
-def _call(func: str, name: str, range_ms: int, *extra: float, first: float | None = None) -> ast.Call:
-    m = ast.MatrixSelector(ast.VectorSelector(name, (Matcher(MatchType.EQUAL, "__name__", name),)), range_ms)
+def _call(
+    func: str, name: str, range_ms: int, *extra: float, first: float | None = None
+) -> ast.Call:
+    m = ast.MatrixSelector(
+        ast.VectorSelector(name, (Matcher(MatchType.EQUAL, "__name__", name),)), range_ms
+    )
     args: list[ast.Expr] = []
     if first is not None:
         args.append(ast.NumberLiteral(first))
@@ -78,9 +82,13 @@ def test_rate_increase_delta_extrapolation(eng: Engine) -> None:
     inc = _one(eng, _call("increase", "linear", 30 * MIN), 50 * MIN)
     assert inc == pytest.approx(12.0)
     assert _one(eng, _call("rate", "linear", 30 * MIN), 50 * MIN) == pytest.approx(12.0 / 1800)
-    assert _one(eng, _call("delta", "gauge", 50 * MIN), 50 * MIN) == pytest.approx((2 - 4) * 50 / 45)
+    assert _one(eng, _call("delta", "gauge", 50 * MIN), 50 * MIN) == pytest.approx(
+        (2 - 4) * 50 / 45
+    )
     # counter resets are added back: 1,2,3,0,1,0,0,1,2,0,1 over the whole range
-    assert _one(eng, _call("increase", "counter", 51 * MIN), 50 * MIN) == pytest.approx(6 * 3060 / 3000)
+    assert _one(eng, _call("increase", "counter", 51 * MIN), 50 * MIN) == pytest.approx(
+        6 * 3060 / 3000
+    )
     # single sample: no result
     assert _one(eng, _call("rate", "single", 5 * MIN), 0) is None
 
@@ -114,11 +122,15 @@ def test_over_time_reductions(eng: Engine) -> None:
     assert _one(eng, _call("present_over_time", "gauge", r), t) == 1
     assert _one(eng, _call("stdvar_over_time", "gauge", r), t) == pytest.approx(w.var())
     assert _one(eng, _call("stddev_over_time", "gauge", r), t) == pytest.approx(w.std())
-    assert _one(eng, _call("quantile_over_time", "gauge", r, first=0.5), t) == pytest.approx(np.quantile(w, 0.5))
+    assert _one(eng, _call("quantile_over_time", "gauge", r, first=0.5), t) == pytest.approx(
+        np.quantile(w, 0.5)
+    )
     assert _one(eng, _call("quantile_over_time", "gauge", r, first=2), t) == math.inf
     assert _one(eng, _call("quantile_over_time", "gauge", r, first=-1), t) == -math.inf
     med = np.median(w)
-    assert _one(eng, _call("mad_over_time", "gauge", r), t) == pytest.approx(np.median(np.abs(w - med)))
+    assert _one(eng, _call("mad_over_time", "gauge", r), t) == pytest.approx(
+        np.median(np.abs(w - med))
+    )
     assert _one(eng, _call("ts_of_last_over_time", "gauge", r), t) == 3000.0
 
 

@@ -89,7 +89,7 @@ class Silences:
                 raise SilenceNotFound(s.id)
             if prev is not None:
                 if _can_update(prev, s, now):
-                    self._by_id[s.id] = replace(s, updated_at=now)
+                    self._by_id[s.id] = replace(s, starts_at=prev.starts_at if prev.state(now) == "active" else s.starts_at, updated_at=now)
                     new_id = s.id
                 else:
                     if prev.state(now) != "expired":
@@ -164,7 +164,8 @@ def _can_update(a: Silence, b: Silence, now: float) -> bool:
         return False
     st = a.state(now)
     if st == "active":
-        return b.starts_at == a.starts_at and b.ends_at >= now
+        # Times travel through RFC3339 text (microseconds): compare with that precision.
+        return abs(b.starts_at - a.starts_at) < 1e-5 and b.ends_at >= now
     if st == "pending":
         return b.starts_at >= now
     return False

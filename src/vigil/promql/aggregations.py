@@ -9,6 +9,7 @@ return input series with a per-step presence mask.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,7 +32,7 @@ _MATMUL_ELEMS = 4_000_000
 _ROW_CHUNK = 512
 
 
-def group_key_fn(grouping: tuple[str, ...], without: bool):
+def group_key_fn(grouping: tuple[str, ...], without: bool) -> Callable[[Labels], Labels]:
     names = frozenset(grouping)
     if without:
         drop = names | {METRIC_NAME}
@@ -297,11 +298,27 @@ def _select(op: str, block: VectorBlock, node: ast.AggregateExpr, param: np.ndar
     out = VectorBlock(block.labels, block.drop_name, block.values, keep)
     if keep.shape[1] == 1:
         # Instant queries list each group's selection best first, as Prometheus does.
-        sel = np.flatnonzero(keep[:, 0])
+        chosen = np.flatnonzero(keep[:, 0]).tolist()
         first_seen = {g: i for i, g in reversed(list(enumerate(gidx.tolist())))}
-        sel = sorted(sel.tolist(), key=lambda r: (first_seen[int(gidx[r])], rank_out[r, 0]))
-        return out.select_rows(sel)
+        chosen.sort(key=lambda r: (first_seen[int(gidx[r])], rank_out[r, 0]))
+        return out.select_rows(chosen)
     return out.compact()
+
+
+def go_quote(s: str) -> str:
+    """Go's %q for a string that may carry undecodable bytes as surrogate escapes."""
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch in '"\\':
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return '"' + "".join(out) + '"'
 
 
 def format_float(v: float) -> str:
@@ -317,7 +334,7 @@ def _count_values(block: VectorBlock, node: ast.AggregateExpr, label: str) -> Ve
     if not LABEL_NAME_RE.match(label) and (
         not label or not label.isprintable() or "\ufffd" in label
     ):
-        raise ExecutionError(f'invalid label name "{label}"')
+        raise ExecutionError(f"invalid label name {go_quote(label)}")
     n_steps = block.values.shape[1]
     key = group_key_fn(node.grouping, node.without)
     counts: dict[Labels, np.ndarray] = {}

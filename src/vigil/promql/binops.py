@@ -10,6 +10,7 @@ errors are raised only when the duplicates coexist at some step, as Prometheus
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -95,7 +96,7 @@ def _vector_scalar(
     return VectorBlock(vec.labels, np.ones(vec.n_series, dtype=bool), res, vec.present.copy())
 
 
-def signature_fn(matching: ast.VectorMatching):
+def signature_fn(matching: ast.VectorMatching) -> Callable[[Labels], tuple]:
     names = frozenset(matching.labels)
     if matching.on:
         return lambda lbls: tuple(p for p in lbls if p[0] in names)
@@ -120,14 +121,14 @@ def _set_op(
     if op in ("and", "unless"):
         rpresent: dict[tuple, np.ndarray] = {}
         for s, rows in _group_rows(rsig).items():
-            rpresent[s] = rhs.present[rows].any(axis=0)
+            rpresent[s] = np.asarray(rhs.present[rows].any(axis=0), dtype=bool)
         none = np.zeros(n_steps, dtype=bool)
         mask = np.array([rpresent.get(s, none) for s in lsig]).reshape(lhs.n_series, n_steps)
         present = lhs.present & mask if op == "and" else lhs.present & ~mask
         return VectorBlock(lhs.labels, lhs.drop_name, lhs.values, present).compact()
     lpresent: dict[tuple, np.ndarray] = {}
     for s, rows in _group_rows(lsig).items():
-        lpresent[s] = lhs.present[rows].any(axis=0)
+        lpresent[s] = np.asarray(lhs.present[rows].any(axis=0), dtype=bool)
     none = np.zeros(n_steps, dtype=bool)
     mask = np.array([lpresent.get(s, none) for s in rsig]).reshape(rhs.n_series, n_steps)
     rpres = rhs.present & ~mask
@@ -203,7 +204,7 @@ def _vector_vector(
     msig = [sig(x) for x in many.labels]
     osig = [sig(x) for x in one.labels]
     ogroups = _group_rows(osig)
-    many_active = many.present.any(axis=0)
+    many_active = np.asarray(many.present.any(axis=0), dtype=bool)
     _check_unique(one, ogroups, many_active, "left" if swap else "right")
     # Merge each "one" group into a single virtual row (at most one is present per step).
     okeys = list(ogroups)
@@ -239,9 +240,9 @@ def _vector_vector(
     res = apply_op(op, lv, rv)
     one_to_one = card == "one-to-one"
     labels = []
-    for k, i in enumerate(mrows):
-        other = one.labels[orep[orows[k]]]
-        labels.append(_result_labels(many.labels[i], other, matching, one_to_one))
+    for pos, row in enumerate(mrows):
+        other = one.labels[orep[orows[pos]]]
+        labels.append(_result_labels(many.labels[row], other, matching, one_to_one))
     if op in COMPARISON_OPS and not return_bool:
         present = present & (res == 1.0)
         values = lv

@@ -9,7 +9,9 @@ monotonic with a 1e-12 relative tolerance, linear interpolation within a bucket.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +25,15 @@ if TYPE_CHECKING:
     from vigil.promql.evaluator import Evaluator
 
 _TOLERANCE = 1e-12
+
+
+class _Flag(threading.local):
+    """Per-thread note that the last quantile computation forced monotonicity."""
+
+    flag = False
+
+
+_FORCED = _Flag()
 _MIN_NORMAL = 2.2250738585072014e-308
 
 
@@ -48,11 +59,16 @@ def _prepare(bounds: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.nda
     c = np.zeros((len(uniq), counts.shape[1]))
     np.add.at(c, inv, counts)
     prev = c[0].copy()
+    forced = False
     for i in range(1, len(uniq)):
         cur = c[i]
-        fix = _almost_equal(prev, cur) | (cur < prev)
+        close = _almost_equal(prev, cur)
+        drop = (cur < prev) & ~close
+        forced = forced or bool(drop.any())
+        fix = close | drop
         c[i] = np.where(fix, prev, cur)
         prev = np.where(fix, prev, cur)
+    _FORCED.flag = _FORCED.flag or forced
     return uniq, c
 
 
@@ -154,24 +170,24 @@ def _bucket_groups(
                 getattr(arg, "pos", None),
             )
             continue
-        key = Labels(p for p in lbls if p[0] not in ("le", METRIC_NAME))
-        groups[key].append((le, i))
-    return list(groups), list(groups.values())
+        # Grouped with the metric name (delayed name removal): buckets of two
+        # metrics never mix, and their results collide only at the very end.
+        groups[lbls.without("le")].append((le, i))
+    return [k.without(METRIC_NAME) for k in groups], list(groups.values())
 
 
-def _solve(v: VectorBlock, members: list[tuple[float, int]], fn) -> tuple[np.ndarray, np.ndarray]:
+def _solve(
+    v: VectorBlock,
+    members: list[tuple[float, int]],
+    fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
     """Run `fn(bounds, counts, cols)` per distinct presence pattern of the group."""
     rows = [i for _, i in members]
     bounds = np.array([le for le, _ in members])
     pres = v.present[rows]
     steps = pres.shape[1]
     out = np.zeros(steps)
-    ok = pres.any(axis=0)
-    if len(set(bounds.tolist())) < len(bounds):
-        for le in set(bounds.tolist()):
-            same = bounds == le
-            if same.sum() > 1 and (pres[same].sum(axis=0) > 1).any():
-                raise ExecutionError("vector cannot contain metrics with the same labelset")
+    ok = np.asarray(pres.any(axis=0), dtype=bool)
     patterns: dict[bytes, list[int]] = defaultdict(list)
     for j in np.flatnonzero(ok).tolist():
         patterns[pres[:, j].tobytes()].append(j)
@@ -193,7 +209,15 @@ def histogram_quantile(ev: Evaluator, call: ast.Call) -> Value:
     vals = np.zeros((len(labels), ev.n_steps))
     pres = np.zeros((len(labels), ev.n_steps), dtype=bool)
     for g, members in enumerate(groups):
+        _FORCED.flag = False
         vals[g], pres[g] = _solve(v, members, lambda b, c, cols: bucket_quantile(q[cols], b, c))
+        if _FORCED.flag:
+            ev.ctx.info(
+                "input to histogram_quantile needed to be fixed for monotonicity (see "
+                "https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) "
+                f'for metric name "{v.labels[members[0][1]].metric_name}"',
+                getattr(call.args[1], "pos", None),
+            )
     return VectorBlock(labels, np.ones(len(labels), dtype=bool), vals, pres).compact()
 
 
@@ -228,7 +252,13 @@ def histogram_quantiles(ev: Evaluator, call: ast.Call) -> Value:
         for g, members in enumerate(groups):
             if labels[g].has(label):
                 raise ExecutionError(f'label "{label}" already exists in the input vector')
-            r, ok = _solve(v, members, lambda b, c, cols, qv=qv: bucket_quantile(qv[cols], b, c))
+
+            def solve(
+                b: np.ndarray, c: np.ndarray, cols: np.ndarray, qv: np.ndarray = qv
+            ) -> np.ndarray:
+                return bucket_quantile(qv[cols], b, c)
+
+            r, ok = _solve(v, members, solve)
             out_labels.append(labels[g].set(label, _q_label(float(qv[0]))))
             vals.append(r)
             pres.append(ok)

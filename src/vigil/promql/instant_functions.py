@@ -326,28 +326,29 @@ def _sort_by_label(desc: bool) -> InstantFn:
 
 
 def absent_labels(node: ast.Expr) -> Labels:
-    """Labels `absent()` reports: the selector's equality matchers (not the name);
-    a label constrained by two equality matchers is left out."""
-    from vigil.promql.evaluator import unwrap
-
-    node = unwrap(node)
+    """Labels `absent()` reports: each label's first equality matcher; a label that
+    also has any other matcher is left out (Prometheus's historic behaviour). Only
+    a bare selector argument contributes labels."""
     if isinstance(node, ast.MatrixSelector):
         node = node.selector
     if not isinstance(node, ast.VectorSelector):
         return Labels.EMPTY
-    seen: dict[str, str] = {}
-    dup: set[str] = set()
+    out: dict[str, str] = {}
+    has: set[str] = set()
     for m in node.matchers:
-        if m.type is MatchType.EQUAL and m.name != METRIC_NAME:
-            if m.name in seen:
-                dup.add(m.name)
-            seen[m.name] = m.value
-    return Labels.from_dict({k: v for k, v in seen.items() if k not in dup})
+        if m.name == METRIC_NAME:
+            continue
+        if m.type is MatchType.EQUAL and m.name not in has:
+            out[m.name] = m.value
+            has.add(m.name)
+        else:
+            out.pop(m.name, None)
+    return Labels.from_dict(out)
 
 
 def _absent(ev: Evaluator, call: ast.Call) -> Value:
     v = ev.eval_vector(call.args[0])
-    missing = ~v.present.any(axis=0) if v.n_series else np.ones(ev.n_steps, dtype=bool)
+    missing = np.asarray(~v.present.any(axis=0)) if v.n_series else np.ones(ev.n_steps, dtype=bool)
     return VectorBlock(
         [absent_labels(call.args[0])],
         np.zeros(1, dtype=bool),

@@ -258,6 +258,7 @@ class ScrapeLoop:
         # Set by the manager (e.g. target_limit exceeded): scrapes fail with it
         # without contacting the target.
         self.forced_error: str | None = None
+        self._ended = False  # set by mark_stale: no more ingestion
 
     # --- state hand-over on reload -------------------------------------------
 
@@ -409,6 +410,11 @@ class ScrapeLoop:
             started = time.perf_counter()
         with self._lock:
             out = ScrapeOutcome(ts_ms, error)
+            if self._ended:
+                # A scrape that was in flight when the loop ended: its series are
+                # already marked stale and must stay so.
+                out.error = "scrape loop stopped"
+                return out
             app = self._appendable.appender()
             try:
                 parts = self._ingest(app, body, content_type, ts_ms, out) if error is None else None
@@ -640,10 +646,12 @@ class ScrapeLoop:
 
     def mark_stale(self, ts_ms: int | None = None) -> int:
         """Write staleness markers for every live series and the report series (the
-        loop has ended). Returns the number of markers; idempotent."""
+        loop has ended; it ingests nothing afterwards). Returns the number of markers;
+        idempotent."""
         if ts_ms is None:
             ts_ms = int(self._now() * 1000)
         with self._lock:
+            self._ended = True
             if not self._ever_scraped:
                 return 0
             if self._last_ts_ms is not None and ts_ms <= self._last_ts_ms:

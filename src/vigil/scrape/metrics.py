@@ -2,7 +2,9 @@
 
 Counters are plain ints under one lock: they are bumped once per scrape, not per
 sample, so contention is negligible. `samples()` renders them as
-``(name, labels, value, type, help)`` tuples for the self-monitoring exporter.
+``(name, labels, value, type, help)`` tuples for the self-monitoring exporter, whose
+types are gauge/counter/untyped: the interval-length summary (a summary in
+Prometheus) is published as untyped quantile, _sum and _count series.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class ScrapeMetrics:
                             "prometheus_target_interval_length_seconds",
                             {"interval": interval, "quantile": str(q)},
                             v,
-                            "summary",
+                            "untyped",
                             help_,
                         )
                     )
@@ -81,7 +83,7 @@ class ScrapeMetrics:
                         "prometheus_target_interval_length_seconds_sum",
                         {"interval": interval},
                         self._interval_sum[interval],
-                        "summary",
+                        "untyped",
                         help_,
                     )
                 )
@@ -90,7 +92,7 @@ class ScrapeMetrics:
                         "prometheus_target_interval_length_seconds_count",
                         {"interval": interval},
                         float(self._interval_count[interval]),
-                        "summary",
+                        "untyped",
                         help_,
                     )
                 )

@@ -1,0 +1,155 @@
+"""Structured JSON logging through the standard :mod:`logging` module.
+
+Every record becomes one JSON object per line::
+
+    {"timestamp": "2024-05-01T12:00:00.123Z", "level": "INFO", "logger": "payments",
+     "message": "charged", "service": "payments", "module": "api", "function": "charge",
+     "line": 42, "request_id": "...", "user_id": "...", "trace_id": "...",
+     "span_id": "...", "order_id": "o-1"}
+
+Request and user ids come from :mod:`vigil.sdk.context`; trace and span ids from
+the active OpenTelemetry span when ``opentelemetry`` is installed (looked up only if
+it has already been imported, so plain apps never pay for it). Fields passed as
+``extra={...}`` become top-level keys, as do fields bound with
+:func:`vigil.sdk.context.bind`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Iterable
+from typing import IO, Any
+
+from vigil.sdk import context
+
+# Attributes every LogRecord has; anything else on a record came from ``extra``.
+_RESERVED = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()
+    | {"message", "asctime", "taskName"}
+)
+
+
+def _rfc3339_ms(created: float) -> str:
+    secs = int(created)
+    ms = int((created - secs) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
+
+
+def current_trace_ids() -> tuple[str | None, str | None]:
+    """Return ``(trace_id, span_id)`` of the active OpenTelemetry span, hex encoded."""
+    if "opentelemetry.trace" not in sys.modules:
+        return None, None
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None, None
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+def _default(obj: Any) -> Any:
+    # Unknown objects in ``extra`` are logged by repr rather than failing the record.
+    return repr(obj)
+
+
+class JsonFormatter(logging.Formatter):
+    """Format records as single-line JSON objects (UTF-8, non-ASCII kept).
+
+    Args:
+        service: added as ``service`` to every record (omitted when empty).
+        static_fields: constant fields added to every record (e.g. environment).
+    """
+
+    def __init__(self, service: str = "", static_fields: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.service = service
+        self.static_fields = dict(static_fields or {})
+
+    def to_dict(self, record: logging.LogRecord) -> dict[str, Any]:
+        """Return the JSON-ready dict for ``record`` (used by the log shipper too)."""
+        entry: dict[str, Any] = {
+            "timestamp": _rfc3339_ms(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if self.service:
+            entry["service"] = self.service
+        entry.update(self.static_fields)
+        entry["module"] = record.module
+        entry["function"] = record.funcName
+        entry["line"] = record.lineno
+        request_id = context.request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        user_id = context.user_id_var.get()
+        if user_id:
+            entry["user_id"] = user_id
+        trace_id, span_id = current_trace_ids()
+        if trace_id:
+            entry["trace_id"] = trace_id
+            entry["span_id"] = span_id
+        bound = context.fields_var.get()
+        if bound:
+            entry.update(bound)
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            etype, evalue, tb = record.exc_info
+            entry["exception"] = {
+                "type": etype.__name__,
+                "message": str(evalue),
+                "stack": "".join(traceback.format_exception(etype, evalue, tb)),
+            }
+        elif record.stack_info:
+            entry["stack"] = record.stack_info
+        return entry
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(self.to_dict(record), ensure_ascii=False, default=_default)
+
+
+def setup_logging(
+    service: str = "",
+    level: int | str = logging.INFO,
+    *,
+    stream: IO[str] | None = None,
+    static_fields: dict[str, Any] | None = None,
+    handlers: Iterable[logging.Handler] = (),
+    logger: str | None = None,
+    replace: bool = True,
+) -> logging.Logger:
+    """Send ``logger`` (default: root) to ``stream`` (default stderr) as JSON lines.
+
+    Args:
+        service: the service name put into every record.
+        level: the logger's level.
+        stream: where the JSON lines go; ``None`` means ``sys.stderr``.
+        static_fields: constant fields for every record (environment, region, ...).
+        handlers: more handlers (e.g. :class:`vigil.sdk.log_shipper.VigilLogHandler`);
+            those without a formatter get the JSON formatter.
+        logger: name of the logger to configure; ``None`` is the root logger.
+        replace: remove the logger's existing handlers first, so calling this twice
+            does not print every line twice.
+
+    Returns the configured logger.
+    """
+    target = logging.getLogger(logger)
+    target.setLevel(level)
+    formatter = JsonFormatter(service, static_fields)
+    if replace:
+        for old in list(target.handlers):
+            target.removeHandler(old)
+    console = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    console.setFormatter(formatter)
+    target.addHandler(console)
+    for extra in handlers:
+        if extra.formatter is None:
+            extra.setFormatter(formatter)
+        target.addHandler(extra)
+    return target
