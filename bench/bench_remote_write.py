@@ -1,20 +1,34 @@
 """Remote-write receiver throughput: in-process decode+append, and over HTTP.
 
     python bench/bench_remote_write.py [--series 2000] [--samples 1] [--requests 200]
+        [--store tsdb|memory|null] [--server thread|process] [--profile]
 
-Prints samples/s for (1) `RemoteWriteReceiver.write` on a MemoryStorage-like null
-store and (2) uvicorn + 2 client threads posting snappy bodies.
+Prints samples/s for (1) `RemoteWriteReceiver.write` called in a loop and (2) uvicorn
+serving `create_app` while 2 client threads post snappy bodies over keep-alive
+connections. Every request carries new timestamps, so a real store appends every
+sample (nothing is a duplicate). Like Prometheus' shards, each client thread owns
+its own series, so the two threads never race on one series' sample order.
+
+`--store tsdb` (the default) is the real `vigil.tsdb.db.TSDB` in a temporary
+directory with `wal_fsync="batch"`; `null` counts samples and stores nothing, to
+measure the receiver alone. `--server process` runs uvicorn in a child process so
+the client threads do not share its GIL (as a real Prometheus would not).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import http.client
+import multiprocessing as mp
+import pstats
 import socket
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import uvicorn
 
@@ -50,25 +64,143 @@ class NullStore:
         return App()
 
 
-def bodies(n_series: int, n_samples: int, n_req: int) -> list[bytes]:
-    t0 = int(time.time() * 1000) - 3_600_000
+def open_store(kind: str, tmp: str) -> tuple[Any, Any]:
+    """(store, close) for `kind`."""
+    if kind == "null":
+        return NullStore(), lambda: None
+    if kind == "memory":
+        from vigil.storage.memory import MemoryStorage
+
+        return MemoryStorage(), lambda: None
+    from vigil.tsdb.db import TSDB, TSDBOptions
+
+    db = TSDB.open(Path(tmp), TSDBOptions(wal_fsync="batch", background=False))
+    return db, db.close
+
+
+T0 = int(time.time() * 1000) - 20 * 60_000
+
+
+def bodies(
+    n_series: int, n_samples: int, n_req: int, first_series: int = 0, compress: bool = True
+) -> list[bytes]:
+    """`n_req` requests over the same series, each with the next `n_samples` timestamps."""
     out = []
     for r in range(n_req):
         out.append(
             encode_write_request(
                 (
-                    {
-                        "__name__": f"metric_{i % 100}",
-                        "instance": f"host-{i % 37}:9100",
-                        "job": "node",
-                        "series": str(i),
-                    },
-                    [(t0 + (r * n_samples + k) * 15, float(k)) for k in range(n_samples)],
-                )
-                for i in range(n_series)
+                    (
+                        {
+                            "__name__": f"metric_{i % 100}",
+                            "instance": f"host-{i % 37}:9100",
+                            "job": "node",
+                            "series": str(i),
+                        },
+                        [(T0 + (r * n_samples + k) * 15, float(k + r)) for k in range(n_samples)],
+                    )
+                    for i in range(first_series, first_series + n_series)
+                ),
+                compress=compress,
             )
         )
     return out
+
+
+def bench_in_process(a: argparse.Namespace) -> float:
+    payloads = bodies(a.series, a.samples, a.requests + 1, compress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        store, close = open_store(a.store, tmp)
+        rx = RemoteWriteReceiver(store)
+        now = int(time.time() * 1000)
+        rx.write(payloads[0], now, 600_000)  # creates the series
+        prof = cProfile.Profile() if a.profile else None
+        if prof:
+            prof.enable()
+        t = time.perf_counter()
+        n = 0
+        for p in payloads[1:]:
+            n += rx.write(p, now, 600_000)
+        dt = time.perf_counter() - t
+        if prof:
+            prof.disable()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+        close()
+    assert n == a.requests * a.series * a.samples, n
+    return n / dt
+
+
+def _serve(store_kind: str, port: int, ready: Any, stop: Any) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        store, close = open_store(store_kind, tmp)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(WebContext(storage=store)),
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+            )
+        )
+        th = threading.Thread(target=server.run, daemon=True)
+        th.start()
+        while not server.started:
+            time.sleep(0.02)
+        ready.set()
+        stop.wait()
+        server.should_exit = True
+        th.join(10)
+        close()
+
+
+def bench_http(a: argparse.Namespace) -> float:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    per_thread = a.requests // 2
+    # One extra request per thread creates its series before the clock starts.
+    reqs = [bodies(a.series, a.samples, per_thread + 1, first_series=k * a.series) for k in (0, 1)]
+    if a.server == "process":
+        ctx = mp.get_context("spawn")
+        ready, stop = ctx.Event(), ctx.Event()
+        proc: Any = ctx.Process(target=_serve, args=(a.store, port, ready, stop))
+    else:
+        ready, stop = threading.Event(), threading.Event()
+        proc = threading.Thread(target=_serve, args=(a.store, port, ready, stop), daemon=True)
+    proc.start()
+    ready.wait(60)
+    headers = {
+        "Content-Encoding": "snappy",
+        "Content-Type": "application/x-protobuf",
+        "X-Prometheus-Remote-Write-Version": "0.1.0",
+    }
+    conns = [http.client.HTTPConnection("127.0.0.1", port) for _ in (0, 1)]
+
+    def post(k: int, body: bytes) -> None:
+        conns[k].request("POST", "/api/v1/write", body=body, headers=headers)
+        r = conns[k].getresponse()
+        text = r.read()
+        assert r.status == 204, (r.status, text)
+
+    def client(k: int) -> None:
+        for body in reqs[k][1:]:
+            post(k, body)
+
+    for k in (0, 1):
+        post(k, reqs[k][0])
+    t = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in (0, 1)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    dt = time.perf_counter() - t
+    for c in conns:
+        c.close()
+    stop.set()
+    proc.join(30)
+    return per_thread * 2 * a.series * a.samples / dt
 
 
 def main() -> None:
@@ -76,61 +208,16 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=2000)
     ap.add_argument("--samples", type=int, default=1)
     ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--store", choices=["tsdb", "memory", "null"], default="tsdb")
+    ap.add_argument("--server", choices=["thread", "process"], default="thread")
+    ap.add_argument("--profile", action="store_true", help="cProfile the in-process run")
+    ap.add_argument("--skip-http", action="store_true")
     a = ap.parse_args()
-    import cramjam
-
-    reqs = bodies(a.series, a.samples, 20)
-    payloads = [bytes(cramjam.snappy.decompress_raw(b)) for b in reqs]
-    per_req = a.series * a.samples
-    rx = RemoteWriteReceiver(NullStore())
-    now = int(time.time() * 1000)
-    rx.write(payloads[0], now, 600_000)
-    t = time.perf_counter()
-    for i in range(a.requests):
-        rx.write(payloads[i % len(payloads)], now, 600_000)
-    dt = time.perf_counter() - t
-    print(
-        f"in-process decode+append: {a.requests * per_req / dt / 1e6:.2f} M samples/s "
-        f"({a.series} series x {a.samples} samples per request)"
-    )
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(WebContext(storage=NullStore())),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-        )
-    )
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}/api/v1/write"
-    headers = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"}
-
-    def client(n: int) -> None:
-        with httpx.Client() as c:
-            for i in range(n):
-                r = c.post(url, content=reqs[i % len(reqs)], headers=headers)
-                assert r.status_code == 204, r.text
-
-    client(2)
-    t = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(a.requests // 2,)) for _ in range(2)]
-    for th2 in threads:
-        th2.start()
-    for th2 in threads:
-        th2.join()
-    dt = time.perf_counter() - t
-    print(f"HTTP, 2 client threads: {(a.requests // 2) * 2 * per_req / dt / 1e6:.2f} M samples/s")
-    server.should_exit = True
-    th.join(5)
+    shape = f"{a.series} series x {a.samples} samples per request, store {a.store}"
+    print(f"in-process decode+append: {bench_in_process(a) / 1e6:.2f} M samples/s ({shape})")
+    if not a.skip_http:
+        rate = bench_http(a)
+        print(f"HTTP, 2 client threads (server in a {a.server}): {rate / 1e6:.2f} M samples/s")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def client(tmp_path: Path) -> Iterator[tuple[Alertmanager, TestClient]]:
 
 
 def test_post_and_query_alerts(client: tuple[Alertmanager, TestClient]) -> None:
-    am, c = client
+    _, c = client
     r = c.post(
         "/api/v2/alerts",
         json=[
@@ -175,7 +175,7 @@ def test_amtool_against_api(served: tuple[Alertmanager, str]) -> None:
     amtool = shutil.which("amtool") or "/usr/bin/amtool"
     if not Path(amtool).exists():
         pytest.skip("amtool not installed")
-    am, url = served
+    _, url = served
 
     def run(*args: str) -> str:
         out = subprocess.run(

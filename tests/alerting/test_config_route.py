@@ -118,7 +118,7 @@ def test_seed_configs_load(shared_dir: Path) -> None:
     ]
     assert test_routes(cfg, {"severity": "critical"}) == ["pagerduty-critical", "slack-critical"]
     # Seed 001 uses fields Alertmanager rejects; strict mode says where, lenient loads it.
-    blk = [b for b in seed_blocks(shared_dir, "001") if "route:" in b][0]
+    blk = next(b for b in seed_blocks(shared_dir, "001") if "route:" in b)
     with pytest.raises(ConfigError) as ei:
         load_config(blk, "001.yml")
     assert '001.yml:31:14: receivers.0.email_configs.0.subject: unknown field "subject"' in str(

@@ -179,3 +179,32 @@ def test_range_query_rate_matches_instant(eng: Engine) -> None:
     s = res.value[0]
     for t, v in zip(s.timestamps.tolist(), s.values.tolist(), strict=True):
         assert _one(eng, expr, t) == pytest.approx(v)
+
+
+def test_prefix_sums_do_not_leak_precision_across_series() -> None:
+    s = MemoryStorage()
+    app = s.appender()
+    for i in range(200):
+        app.append(Labels.from_dict({"__name__": "m", "s": "a_big"}), i * 1000, 9.99e11 + i)
+        app.append(Labels.from_dict({"__name__": "m", "s": "b_small"}), i * 1000, 0.1)
+    app.commit()
+    e = Engine(s)
+    expr = ast.Call(
+        "sum_over_time",
+        (
+            ast.MatrixSelector(
+                ast.VectorSelector("m", (Matcher(MatchType.EQUAL, "s", "b_small"),)), 3000
+            ),
+        ),
+    )
+    assert _one(e, expr, 199_000) == pytest.approx(0.3, rel=1e-12)
+    both = ast.Call(
+        "sum_over_time",
+        (
+            ast.MatrixSelector(
+                ast.VectorSelector("m", (Matcher(MatchType.EQUAL, "__name__", "m"),)), 3000
+            ),
+        ),
+    )
+    res = {x.labels.get("s"): x.v for x in e.instant_query(both, 199_000).value}
+    assert res["b_small"] == pytest.approx(0.3, rel=1e-12)

@@ -79,7 +79,11 @@ class AlertStore:
     def gc(self, now: float, keep: float) -> None:
         """Forget alerts resolved for longer than `keep` seconds."""
         with self._lock:
-            self._alerts = {k: a for k, a in self._alerts.items() if not (a.resolved(now) and a.ends_at + keep < now)}
+            self._alerts = {
+                k: a
+                for k, a in self._alerts.items()
+                if not (a.resolved(now) and a.ends_at + keep < now)
+            }
 
 
 def parse_postable_alerts(doc: Any, now: float, resolve_timeout: float) -> list[Alert]:
@@ -121,7 +125,9 @@ def parse_postable_alerts(doc: Any, now: float, resolve_timeout: float) -> list[
         gen = d.get("generatorURL") or ""
         if not isinstance(gen, str):
             raise AlertValidationError(f"{where}: generatorURL must be a string")
-        out.append(Alert(Labels.from_dict(labels), Labels.from_dict(ann), starts, ends, gen, now, timeout))
+        out.append(
+            Alert(Labels.from_dict(labels), Labels.from_dict(ann), starts, ends, gen, now, timeout)
+        )
     return out
 
 
@@ -169,7 +175,9 @@ class Alertmanager:
         try:
             templates = build_templates(config.template_files)
         except (TemplateError, OSError) as exc:
-            raise ConfigError([ConfigProblem("templates", 0, 0, f"cannot load templates: {exc}")]) from None
+            raise ConfigError(
+                [ConfigProblem("templates", 0, 0, f"cannot load templates: {exc}")]
+            ) from None
         route = Route.build(config.route)
         inhibitor = Inhibitor(config.inhibit_rules, self.alerts.list, self.now)
         receivers: dict[str, ReceiverPipeline] = {}
@@ -183,7 +191,13 @@ class Alertmanager:
                 notifier = build_notifier(kind, cfg, templates, self.external_url)
                 key = f"{rcv.name}/{kind.removesuffix('_configs')}/{idx}"
                 pipe.integrations.append(
-                    IntegrationStage(key, notifier, self.nflog, sleep=self._sleep, initial_backoff=self._retry_initial)
+                    IntegrationStage(
+                        key,
+                        notifier,
+                        self.nflog,
+                        sleep=self._sleep,
+                        initial_backoff=self._retry_initial,
+                    )
                 )
             receivers[rcv.name] = pipe
             chains[rcv.name] = MultiStage(

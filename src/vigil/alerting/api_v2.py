@@ -95,7 +95,9 @@ def create_alertmanager_routes(am: Alertmanager) -> list[Route]:
         for a in alerts:
             if a.resolved(now) or not matches_all(matchers, a.labels):
                 continue
-            if rx is not None and not any(rx.matches(r) for r in am.dispatcher.receivers_for(a.labels)):
+            if rx is not None and not any(
+                rx.matches(r) for r in am.dispatcher.receivers_for(a.labels)
+            ):
                 continue
             st = am.status_of(a)
             if not want_silenced and st["silencedBy"]:
@@ -160,7 +162,9 @@ def create_alertmanager_routes(am: Alertmanager) -> list[Route]:
         out = []
         for s in am.silences.list():
             # A filter selects silences whose own matchers include an equal one.
-            if matchers and not all(any(m == sm for sm in s.matchers) or _filter_hits(m, s) for m in matchers):
+            if matchers and not all(
+                any(m == sm for sm in s.matchers) or _filter_hits(m, s) for m in matchers
+            ):
                 continue
             out.append(s)
         order = {"active": 0, "pending": 1, "expired": 2}
@@ -256,8 +260,12 @@ def _parse_silence(doc: Any) -> Silence:
             raise ValueError(f"matchers.{i}: name and value are required")
         is_regex = bool(m.get("isRegex", False))
         is_equal = bool(m.get("isEqual", True))
-        mt = {(False, True): MatchType.EQUAL, (False, False): MatchType.NOT_EQUAL,
-              (True, True): MatchType.REGEX, (True, False): MatchType.NOT_REGEX}[(is_regex, is_equal)]
+        mt = {
+            (False, True): MatchType.EQUAL,
+            (False, False): MatchType.NOT_EQUAL,
+            (True, True): MatchType.REGEX,
+            (True, False): MatchType.NOT_REGEX,
+        }[(is_regex, is_equal)]
         try:
             ms.append(Matcher(mt, str(m["name"]), str(m["value"])))
         except InvalidRegexError as exc:

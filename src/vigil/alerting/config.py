@@ -177,7 +177,9 @@ class _Parser:
         if known is not None:
             for k in v:
                 if k not in known:
-                    hint = " (set the subject with headers: {Subject: ...})" if k == "subject" else ""
+                    hint = (
+                        " (set the subject with headers: {Subject: ...})" if k == "subject" else ""
+                    )
                     self.unknown((*path, k), f'unknown field "{k}"{hint}')
         return v
 
@@ -185,12 +187,17 @@ class _Parser:
     def matchers(self, node: dict[str, Any], path: YPath, prefix: str) -> tuple[Matcher, ...]:
         """Combine ``{prefix}matchers``, legacy ``{prefix}match`` and ``{prefix}match_re``."""
         out: list[Matcher] = []
-        for i, text in enumerate(self.str_list(node.get(prefix + "matchers"), (*path, prefix + "matchers"))):
+        for i, text in enumerate(
+            self.str_list(node.get(prefix + "matchers"), (*path, prefix + "matchers"))
+        ):
             try:
                 out.append(parse_matcher(text))
             except MatcherParseError as exc:
                 self.p.add((*path, prefix + "matchers", i), str(exc))
-        for key, mt in ((prefix + "match", MatchType.EQUAL), (prefix + "match_re", MatchType.REGEX)):
+        for key, mt in (
+            (prefix + "match", MatchType.EQUAL),
+            (prefix + "match_re", MatchType.REGEX),
+        ):
             for name, value in self.mapping(node.get(key), (*path, key)).items():
                 if not LABEL_NAME_RE.match(name):
                     self.p.add((*path, key, name), f"invalid label name {name!r}")
@@ -224,8 +231,17 @@ class _Parser:
         return GlobalConfig(**kw)
 
     _ROUTE_KEYS: typing.ClassVar[set[str]] = {
-        "receiver", "group_by", "matchers", "match", "match_re", "continue", "group_wait",
-        "group_interval", "repeat_interval", "mute_time_intervals", "active_time_intervals",
+        "receiver",
+        "group_by",
+        "matchers",
+        "match",
+        "match_re",
+        "continue",
+        "group_wait",
+        "group_interval",
+        "repeat_interval",
+        "mute_time_intervals",
+        "active_time_intervals",
         "routes",
     }
 
@@ -235,7 +251,10 @@ class _Parser:
         if "group_by" in node:
             group_by = self.str_list(node["group_by"], (*path, "group_by"))
             if "..." in group_by and len(group_by) > 1:
-                self.p.add((*path, "group_by"), "cannot have wildcard group_by (`...`) and other labels at the same time")
+                self.p.add(
+                    (*path, "group_by"),
+                    "cannot have wildcard group_by (`...`) and other labels at the same time",
+                )
             for i, name in enumerate(group_by):
                 if name != "..." and not LABEL_NAME_RE.match(name):
                     self.p.add((*path, "group_by", i), f"invalid label name {name!r} in group_by")
@@ -252,21 +271,36 @@ class _Parser:
             self.p.add((*path, "routes"), "expected a list of routes")
             children = []
         return RouteConfig(
-            receiver=self.str_(node["receiver"], (*path, "receiver")) if "receiver" in node else None,
+            receiver=self.str_(node["receiver"], (*path, "receiver"))
+            if "receiver" in node
+            else None,
             group_by=group_by,
             matchers=self.matchers(node, path, ""),
-            continue_=self.bool_(node["continue"], (*path, "continue")) if "continue" in node else False,
+            continue_=self.bool_(node["continue"], (*path, "continue"))
+            if "continue" in node
+            else False,
             group_wait=self.duration(node.get("group_wait"), (*path, "group_wait")),
             group_interval=gi,
             repeat_interval=ri,
-            mute_time_intervals=self.str_list(node.get("mute_time_intervals"), (*path, "mute_time_intervals")),
-            active_time_intervals=self.str_list(node.get("active_time_intervals"), (*path, "active_time_intervals")),
+            mute_time_intervals=self.str_list(
+                node.get("mute_time_intervals"), (*path, "mute_time_intervals")
+            ),
+            active_time_intervals=self.str_list(
+                node.get("active_time_intervals"), (*path, "active_time_intervals")
+            ),
             routes=tuple(self.route(c, (*path, "routes", i)) for i, c in enumerate(children)),
         )
 
     def inhibit_rule(self, v: Any, path: YPath) -> InhibitRuleConfig:
-        keys = {"source_matchers", "target_matchers", "source_match", "source_match_re",
-                "target_match", "target_match_re", "equal"}
+        keys = {
+            "source_matchers",
+            "target_matchers",
+            "source_match",
+            "source_match_re",
+            "target_match",
+            "target_match_re",
+            "equal",
+        }
         node = self.mapping(v, path, keys)
         equal = self.str_list(node.get("equal"), (*path, "equal"))
         for i, name in enumerate(equal):
@@ -299,7 +333,11 @@ class _Parser:
                     kw[name] = val
             elif typing.get_origin(hint) is dict:
                 m = self.mapping(val, fp)
-                kw[name] = dict(m) if name == "http_config" else {str(a): self.str_(b, (*fp, a)) for a, b in m.items()}
+                kw[name] = (
+                    dict(m)
+                    if name == "http_config"
+                    else {str(a): self.str_(b, (*fp, a)) for a, b in m.items()}
+                )
             elif typing.get_origin(hint) is list:
                 if not isinstance(val, list):
                     self.p.add(fp, "expected a list")
@@ -333,12 +371,25 @@ class _Parser:
         elif key == "slack_configs":
             need(bool(cfg.api_url or cfg.api_url_file), "no global Slack API URL set")
         elif key == "pagerduty_configs":
-            need(bool(cfg.routing_key or cfg.routing_key_file or cfg.service_key or cfg.service_key_file),
-                 "missing service or routing key in PagerDuty config")
+            need(
+                bool(
+                    cfg.routing_key
+                    or cfg.routing_key_file
+                    or cfg.service_key
+                    or cfg.service_key_file
+                ),
+                "missing service or routing key in PagerDuty config",
+            )
         elif key in ("msteams_configs", "discord_configs"):
-            need(bool(cfg.webhook_url or cfg.webhook_url_file), "one of webhook_url or webhook_url_file must be configured")
+            need(
+                bool(cfg.webhook_url or cfg.webhook_url_file),
+                "one of webhook_url or webhook_url_file must be configured",
+            )
         elif key == "telegram_configs":
-            need(bool(cfg.bot_token or cfg.bot_token_file), "missing bot_token or bot_token_file on telegram_config")
+            need(
+                bool(cfg.bot_token or cfg.bot_token_file),
+                "missing bot_token or bot_token_file on telegram_config",
+            )
             need(cfg.chat_id != 0, "missing chat_id on telegram_config")
         elif key == "opsgenie_configs":
             need(bool(cfg.api_key or cfg.api_key_file), "no global OpsGenie API key set")
@@ -360,7 +411,10 @@ class _Parser:
             if not isinstance(val, list):
                 self.p.add((*path, key), "expected a list")
                 continue
-            integ.extend((key, self.integration(key, cls, item, (*path, key, i), g)) for i, item in enumerate(val))
+            integ.extend(
+                (key, self.integration(key, cls, item, (*path, key, i), g))
+                for i, item in enumerate(val)
+            )
         return ReceiverConfig(name=name, integrations=tuple(integ))
 
     def intervals(self, v: Any, key: str) -> dict[str, tuple[TimeInterval, ...]]:
@@ -416,7 +470,10 @@ def _check_refs(cfg: AlertmanagerConfig, p: Problems, parser: _Parser) -> list[s
             elif r.receiver not in missing:
                 parser.unknown((*path, "receiver"), msg + "; alerts routed to it are dropped")
                 missing.append(r.receiver)
-        for key, refs in (("mute_time_intervals", r.mute_time_intervals), ("active_time_intervals", r.active_time_intervals)):
+        for key, refs in (
+            ("mute_time_intervals", r.mute_time_intervals),
+            ("active_time_intervals", r.active_time_intervals),
+        ):
             for j, ref in enumerate(refs):
                 if ref not in cfg.time_intervals:
                     p.add((*path, key, j), f'undefined time interval "{ref}" used in route')
@@ -449,12 +506,24 @@ def load_config(
     data, marks = load_located(text, filename)
     p = Problems(filename, marks)
     if not isinstance(data, dict):
-        raise ConfigError([ConfigProblem(filename, 1, 1, "the configuration must be a YAML mapping")])
-    known = {"global", "route", "inhibit_rules", "receivers", "templates", "time_intervals", "mute_time_intervals"}
+        raise ConfigError(
+            [ConfigProblem(filename, 1, 1, "the configuration must be a YAML mapping")]
+        )
+    known = {
+        "global",
+        "route",
+        "inhibit_rules",
+        "receivers",
+        "templates",
+        "time_intervals",
+        "mute_time_intervals",
+    }
     parser = _Parser(p, Path(base_dir) if base_dir else Path.cwd(), strict)
     for k in data:
         if k not in known:
-            parser.unknown((k,), f'unknown field "{k}" (expected one of {", ".join(sorted(known))})')
+            parser.unknown(
+                (k,), f'unknown field "{k}" (expected one of {", ".join(sorted(known))})'
+            )
     g = parser.global_(data.get("global"))
     if "route" not in data:
         p.add((), "no route provided in config")
@@ -503,5 +572,7 @@ def load_config_file(path: str | Path, strict: bool = True) -> AlertmanagerConfi
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([ConfigProblem(str(path), 0, 0, f"cannot read config: {exc.strerror}")]) from None
+        raise ConfigError(
+            [ConfigProblem(str(path), 0, 0, f"cannot read config: {exc.strerror}")]
+        ) from None
     return load_config(text, str(path), base_dir=path.parent, strict=strict)

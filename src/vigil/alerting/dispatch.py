@@ -33,7 +33,13 @@ log = logging.getLogger("vigil.alerting")
 def alert_sort_key(a: Alert) -> tuple[int, str, int, str, tuple[tuple[str, str], ...]]:
     """Alertmanager's order inside a group: by job, then instance, then labels."""
     job, inst = a.labels.get("job"), a.labels.get("instance")
-    return (0 if a.labels.has("job") else 1, job, 0 if a.labels.has("instance") else 1, inst, tuple(a.labels))
+    return (
+        0 if a.labels.has("job") else 1,
+        job,
+        0 if a.labels.has("instance") else 1,
+        inst,
+        tuple(a.labels),
+    )
 
 
 @dataclass(eq=False)

@@ -32,10 +32,24 @@ class NotificationLog:
         self._entries: dict[tuple[str, str], Entry] = {}
         self.on_change: Callable[[], None] | None = None
 
-    def log(self, group_key: str, receiver: str, firing: set[int], resolved: set[int], expiry: float = 0.0) -> None:
+    def log(
+        self,
+        group_key: str,
+        receiver: str,
+        firing: set[int],
+        resolved: set[int],
+        expiry: float = 0.0,
+    ) -> None:
         """Record a successful notification (`expiry` seconds; default: the retention)."""
         now = self._now()
-        e = Entry(group_key, receiver, frozenset(firing), frozenset(resolved), now, now + (expiry or self.retention))
+        e = Entry(
+            group_key,
+            receiver,
+            frozenset(firing),
+            frozenset(resolved),
+            now,
+            now + (expiry or self.retention),
+        )
         with self._lock:
             self._entries[(group_key, receiver)] = e
         if self.on_change:

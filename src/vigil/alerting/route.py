@@ -72,8 +72,12 @@ class Route:
             group_by=gb,
             group_by_all=gb_all,
             group_wait=pick(cfg.group_wait, p.group_wait if p else None, DEFAULT_GROUP_WAIT),
-            group_interval=pick(cfg.group_interval, p.group_interval if p else None, DEFAULT_GROUP_INTERVAL),
-            repeat_interval=pick(cfg.repeat_interval, p.repeat_interval if p else None, DEFAULT_REPEAT_INTERVAL),
+            group_interval=pick(
+                cfg.group_interval, p.group_interval if p else None, DEFAULT_GROUP_INTERVAL
+            ),
+            repeat_interval=pick(
+                cfg.repeat_interval, p.repeat_interval if p else None, DEFAULT_REPEAT_INTERVAL
+            ),
             # Time intervals are not inherited in Alertmanager: only a route's own apply.
             mute_time_intervals=cfg.mute_time_intervals,
             active_time_intervals=cfg.active_time_intervals,

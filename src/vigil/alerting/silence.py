@@ -89,7 +89,11 @@ class Silences:
                 raise SilenceNotFound(s.id)
             if prev is not None:
                 if _can_update(prev, s, now):
-                    self._by_id[s.id] = replace(s, starts_at=prev.starts_at if prev.state(now) == "active" else s.starts_at, updated_at=now)
+                    self._by_id[s.id] = replace(
+                        s,
+                        starts_at=prev.starts_at if prev.state(now) == "active" else s.starts_at,
+                        updated_at=now,
+                    )
                     new_id = s.id
                 else:
                     if prev.state(now) != "expired":
@@ -101,7 +105,9 @@ class Silences:
                 if s.ends_at <= now:
                     raise SilenceError("end time can't be in the past")
                 new_id = str(uuid.uuid4())
-                self._by_id[new_id] = replace(s, id=new_id, starts_at=max(s.starts_at, now), updated_at=now)
+                self._by_id[new_id] = replace(
+                    s, id=new_id, starts_at=max(s.starts_at, now), updated_at=now
+                )
         self._changed()
         return new_id
 

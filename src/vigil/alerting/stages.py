@@ -51,7 +51,9 @@ class FanoutStage:
         self.stages = stages
 
     async def exec(self, ctx: NotifyContext, alerts: list[Alert]) -> list[Alert]:
-        results = await asyncio.gather(*(s.exec(ctx, list(alerts)) for s in self.stages), return_exceptions=True)
+        results = await asyncio.gather(
+            *(s.exec(ctx, list(alerts)) for s in self.stages), return_exceptions=True
+        )
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise NotifyError("; ".join(str(e) for e in errors))
@@ -67,7 +69,9 @@ class RoutingStage:
     async def exec(self, ctx: NotifyContext, alerts: list[Alert]) -> list[Alert]:
         stage = self.by_receiver.get(ctx.receiver)
         if stage is None:
-            log.warning("no pipeline for receiver %r; dropping %d alerts", ctx.receiver, len(alerts))
+            log.warning(
+                "no pipeline for receiver %r; dropping %d alerts", ctx.receiver, len(alerts)
+            )
             return []
         return await stage.exec(ctx, alerts)
 
@@ -110,7 +114,14 @@ class TimeActiveStage:
         return []
 
 
-def needs_update(entry: Entry | None, firing: set[int], resolved: set[int], send_resolved: bool, repeat: float, now: float) -> bool:
+def needs_update(
+    entry: Entry | None,
+    firing: set[int],
+    resolved: set[int],
+    send_resolved: bool,
+    repeat: float,
+    now: float,
+) -> bool:
     """Alertmanager's dedup decision for one integration."""
     if entry is None:
         return bool(firing)
@@ -190,7 +201,11 @@ class IntegrationStage:
             self.stats.last_error = str(err)
             self.stats.last_attempt = ctx.now
             log.warning("notify %s (attempt %d) failed: %s", self.key, attempt, err)
-            if not err.retry or (self.max_attempts and attempt >= self.max_attempts) or spent + delay > budget:
+            if (
+                not err.retry
+                or (self.max_attempts and attempt >= self.max_attempts)
+                or spent + delay > budget
+            ):
                 raise NotifyError(f"{self.key}: {err} (after {attempt} attempts)", retry=False)
             wait = delay * random.uniform(0.5, 1.5)
             await self.sleep(wait)

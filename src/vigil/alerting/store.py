@@ -111,8 +111,14 @@ class StateStore:
         for d in doc.get("entries", []):
             try:
                 entries.append(
-                    Entry(d["group_key"], d["receiver"], frozenset(int(x, 16) for x in d["firing"]),
-                          frozenset(int(x, 16) for x in d["resolved"]), float(d["timestamp"]), float(d["expires_at"]))
+                    Entry(
+                        d["group_key"],
+                        d["receiver"],
+                        frozenset(int(x, 16) for x in d["firing"]),
+                        frozenset(int(x, 16) for x in d["resolved"]),
+                        float(d["timestamp"]),
+                        float(d["expires_at"]),
+                    )
                 )
             except (KeyError, ValueError, TypeError) as exc:
                 log.error("skipping invalid nflog entry in snapshot: %s", exc)

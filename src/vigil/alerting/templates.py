@@ -26,26 +26,26 @@ class Pair:
 
 
 class Pairs(list[Pair]):
-    def Names(self) -> list[str]:  # noqa: N802 - Go template method name
+    def Names(self) -> list[str]:
         return [p.Name for p in self]
 
-    def Values(self) -> list[str]:  # noqa: N802
+    def Values(self) -> list[str]:
         return [p.Value for p in self]
 
 
 class KV(dict[str, str]):
     """A label or annotation map with Alertmanager's template methods."""
 
-    def SortedPairs(self) -> Pairs:  # noqa: N802
+    def SortedPairs(self) -> Pairs:
         return Pairs(Pair(k, self[k]) for k in sorted(self))
 
-    def Names(self) -> list[str]:  # noqa: N802
+    def Names(self) -> list[str]:
         return sorted(self)
 
-    def Values(self) -> list[str]:  # noqa: N802
+    def Values(self) -> list[str]:
         return [self[k] for k in sorted(self)]
 
-    def Remove(self, keys: Iterable[str]) -> KV:  # noqa: N802
+    def Remove(self, keys: Iterable[str]) -> KV:
         drop = set(keys)
         return KV({k: v for k, v in self.items() if k not in drop})
 
@@ -60,14 +60,24 @@ class GoTime(float):
         frac = f".{d.microsecond:06d}".rstrip("0") if d.microsecond else ""
         return d.strftime("%Y-%m-%d %H:%M:%S") + frac + " +0000 UTC"
 
-    def Unix(self) -> int:  # noqa: N802
+    def Unix(self) -> int:
         return int(self)
 
-    def Format(self, layout: str) -> str:  # noqa: N802
+    def Format(self, layout: str) -> str:
         d = dt.datetime.fromtimestamp(float(self), dt.UTC)
         if layout in ("2006-01-02T15:04:05Z07:00", "RFC3339"):
             return d.strftime("%Y-%m-%dT%H:%M:%SZ")
-        table = [("2006", "%Y"), ("01", "%m"), ("02", "%d"), ("15", "%H"), ("04", "%M"), ("05", "%S"), ("MST", "UTC"), ("Jan", "%b"), ("Mon", "%a")]
+        table = [
+            ("2006", "%Y"),
+            ("01", "%m"),
+            ("02", "%d"),
+            ("15", "%H"),
+            ("04", "%M"),
+            ("05", "%S"),
+            ("MST", "UTC"),
+            ("Jan", "%b"),
+            ("Mon", "%a"),
+        ]
         fmt = layout
         for go, py in table:
             fmt = fmt.replace(go, py)
@@ -86,10 +96,10 @@ class TemplateAlert:
 
 
 class AlertList(list[TemplateAlert]):
-    def Firing(self) -> AlertList:  # noqa: N802
+    def Firing(self) -> AlertList:
         return AlertList(a for a in self if a.Status == "firing")
 
-    def Resolved(self) -> AlertList:  # noqa: N802
+    def Resolved(self) -> AlertList:
         return AlertList(a for a in self if a.Status == "resolved")
 
 

@@ -16,8 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-_WEEKDAYS = {d: i for i, d in enumerate(
-    ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"])}
+_WEEKDAYS = {
+    d: i
+    for i, d in enumerate(
+        ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]
+    )
+}
 _MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_name) if m}
 _TIME_RE = re.compile(r"^(\d{2}):(\d{2})$")
 
@@ -145,7 +149,9 @@ def parse_time_interval(data: Any) -> TimeInterval:
     return TimeInterval(
         times=tuple(times),
         weekdays=tuple(_range(x, _weekday, "weekday") for x in data.get("weekdays") or []),
-        days_of_month=tuple(_range(x, _dom, "day of month") for x in data.get("days_of_month") or []),
+        days_of_month=tuple(
+            _range(x, _dom, "day of month") for x in data.get("days_of_month") or []
+        ),
         months=tuple(_range(x, _month, "month") for x in data.get("months") or []),
         years=tuple(_range(x, _year, "year") for x in data.get("years") or []),
         location=loc,

@@ -65,9 +65,13 @@ def go_str(v: Any) -> str:
         return format_float(v)
     if type(v) is str:
         return v
-    if isinstance(v, Mapping) and type(v).__str__ is object.__str__ or type(v) is dict:
+    if (isinstance(v, Mapping) and type(v).__str__ is object.__str__) or type(v) is dict:
         return "map[" + " ".join(f"{go_str(k)}:{go_str(x)}" for k, x in sorted(v.items())) + "]"
-    if isinstance(v, list | tuple) and type(v).__str__ in (list.__str__, tuple.__str__, object.__str__):
+    if isinstance(v, list | tuple) and type(v).__str__ in (
+        list.__str__,
+        tuple.__str__,
+        object.__str__,
+    ):
         return "[" + " ".join(go_str(x) for x in v) + "]"
     return str(v)
 
@@ -173,7 +177,9 @@ class _Exec:
                 self.range(n, dot, vars_, depth)
             elif isinstance(n, TemplateCall):
                 if n.name not in self.t.defs:
-                    raise TemplateError(f'template: no template "{n.name}" associated with template')
+                    raise TemplateError(
+                        f'template: no template "{n.name}" associated with template'
+                    )
                 sub = self.pipe(n.pipe, dot, vars_) if n.pipe else None
                 self.run(self.t.defs[n.name], sub, {"$": sub}, depth + 1)
             elif isinstance(n, Break):
@@ -227,7 +233,9 @@ class _Exec:
             vars_[name] = val
         return val
 
-    def command(self, cmd: Command, dot: Any, vars_: dict[str, Any], prev: Any, has_prev: bool) -> Any:
+    def command(
+        self, cmd: Command, dot: Any, vars_: dict[str, Any], prev: Any, has_prev: bool
+    ) -> Any:
         head = cmd.args[0]
         rest = [self.arg(a, dot, vars_) for a in cmd.args[1:]]
         if has_prev:
@@ -256,7 +264,9 @@ class _Exec:
             raise TemplateError(f"can't give argument to non-function {head}")
         return self.arg(head, dot, vars_)
 
-    def _andor(self, name: str, cmd: Command, dot: Any, vars_: dict[str, Any], prev: Any, has_prev: bool) -> Any:
+    def _andor(
+        self, name: str, cmd: Command, dot: Any, vars_: dict[str, Any], prev: Any, has_prev: bool
+    ) -> Any:
         # Go evaluates and/or lazily: stop at the first deciding argument.
         args = list(cmd.args[1:])
         vals: list[Any] = []

@@ -92,7 +92,9 @@ def _sprintf(fmt: str, *args: Any) -> str:
         elif verb in "feEgG":
             out.append(("%" + flags + verb) % float(a))
         elif verb in "xX":
-            out.append(("%" + flags + verb) % int(a) if isinstance(a, int) else _gs(a).encode().hex())
+            out.append(
+                ("%" + flags + verb) % int(a) if isinstance(a, int) else _gs(a).encode().hex()
+            )
         else:
             out.append(f"%!{verb}({_gs(a)})")
     return "".join(out)

@@ -123,9 +123,14 @@ _TOKEN_RE = re.compile(
 
 def _unquote(s: str) -> str:
     body = s[1:-1]
-    return body.encode("latin-1", "backslashreplace").decode("unicode_escape").encode(
-        "latin-1", "backslashreplace"
-    ).decode("utf-8", "replace") if "\\" in body else body
+    return (
+        body.encode("latin-1", "backslashreplace")
+        .decode("unicode_escape")
+        .encode("latin-1", "backslashreplace")
+        .decode("utf-8", "replace")
+        if "\\" in body
+        else body
+    )
 
 
 def _tokenize(src: str, where: str) -> list[tuple[str, str]]:
@@ -144,7 +149,9 @@ def _tokenize(src: str, where: str) -> list[tuple[str, str]]:
         if kind == "field" and out and out[-1][0] == "punct_close" and src[m.start() - 1] == ")":
             kind = "chainfield"
         if kind == "punct":
-            kind = {"(": "lparen", ")": "punct_close", "|": "pipe", ",": "comma", "=": "assign"}[text]
+            kind = {"(": "lparen", ")": "punct_close", "|": "pipe", ",": "comma", "=": "assign"}[
+                text
+            ]
         out.append((kind, text))
     return out
 
@@ -160,7 +167,9 @@ def _split(src: str, name: str) -> list[tuple[str, str, int]]:
             parts.append(("text", src[i:], line))
             break
         text = src[i:j]
-        trim_left = src.startswith("{{- ", j) or src.startswith("{{-\n", j) or src.startswith("{{-\t", j)
+        trim_left = (
+            src.startswith("{{- ", j) or src.startswith("{{-\n", j) or src.startswith("{{-\t", j)
+        )
         start = j + (3 if trim_left else 2)
         if src.startswith("/*", start) or src.startswith(" /*", start):
             end_c = src.find("*/", start)
@@ -238,7 +247,10 @@ class _Parser:
                 return nodes, kw2, rest, line
             nodes.append(self.parse_action(kw, rest.strip(), s, line))
         if stop:
-            raise self.err(self.parts[-1][2] if self.parts else 0, f"unexpected EOF, expected {{{{{stop[0]}}}}}")
+            raise self.err(
+                self.parts[-1][2] if self.parts else 0,
+                f"unexpected EOF, expected {{{{{stop[0]}}}}}",
+            )
         return nodes, "", "", 0
 
     def parse_action(self, kw: str, rest: str, whole: str, line: int) -> Any:
@@ -264,7 +276,7 @@ class _Parser:
             body, _, _, _ = self.parse_list(("end",))
             self.defines[tname] = body
             if kw == "block":
-                pipe_src = rest[len(toks[0][1]):].strip()
+                pipe_src = rest[len(toks[0][1]) :].strip()
                 return TemplateCall(tname, self.parse_pipe(pipe_src, line) if pipe_src else None)
             return Text("")
         if kw == "template":
@@ -293,7 +305,12 @@ class _Parser:
         if allow_decl and toks[0][0] == "var":
             if len(toks) > 1 and toks[1][0] in ("decl", "assign"):
                 decl, assign, toks = [toks[0][1]], toks[1][0] == "assign", toks[2:]
-            elif len(toks) > 3 and toks[1][0] == "comma" and toks[2][0] == "var" and toks[3][0] == "decl":
+            elif (
+                len(toks) > 3
+                and toks[1][0] == "comma"
+                and toks[2][0] == "var"
+                and toks[3][0] == "decl"
+            ):
                 decl, toks = [toks[0][1], toks[2][1]], toks[4:]
         cmds: list[Command] = []
         pos = 0

@@ -55,7 +55,38 @@ def _pair_prefix(m: MatrixBlock, per_pair: Arr) -> Arr:
     describes the pair (j-1, j) and is zeroed at series starts."""
     per_pair = per_pair.copy()
     per_pair[_series_start_mask(m)] = 0
-    return np.cumsum(per_pair)
+    return segmented_cumsum(per_pair, m.offsets)
+
+
+def segmented_cumsum(x: Arr, offsets: Arr) -> Arr:
+    """Inclusive cumulative sum restarting at every series start.
+
+    Summing each series on its own keeps the running totals (and so the
+    rounding error) at that series' own magnitude, not at the magnitude of every
+    series before it."""
+    lens = np.diff(offsets)
+    n = len(lens)
+    if n == 0 or len(x) == 0:
+        return np.cumsum(x)
+    nonzero = np.flatnonzero(x)
+    if len(nonzero) * 8 < len(x):
+        # Sparse input (counter resets): only series holding a non-zero need work.
+        out = np.zeros_like(x)
+        for i in np.unique(np.searchsorted(offsets, nonzero, side="right") - 1).tolist():
+            a, b = int(offsets[i]), int(offsets[i + 1])
+            np.cumsum(x[a:b], out=out[a:b])
+        return out
+    width = int(lens.max())
+    if n * width <= 2 * len(x) + 4096:
+        mask = np.arange(width)[None, :] < lens[:, None]
+        pad = np.zeros((n, width), dtype=x.dtype)
+        pad[mask] = x
+        return np.cumsum(pad, axis=1)[mask]
+    out = np.empty_like(x)
+    for i in range(n):
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        np.cumsum(x[a:b], out=out[a:b])
+    return out
 
 
 def kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
@@ -272,8 +303,12 @@ def _prefix_or_exact(m: MatrixBlock, exact: Callable[[Arr], float], avg: bool) -
     ok = n >= 1
     if len(m.vs) == 0:
         return _empty_like(m)
-    c = np.concatenate(([0.0], np.cumsum(np.where(np.isfinite(m.vs), m.vs, 0.0))))
-    out = c[m.hi] - c[m.lo]
+    c = segmented_cumsum(np.where(np.isfinite(m.vs), m.vs, 0.0), m.offsets)
+    last = len(m.vs) - 1
+    # Window sum = running total at its last sample minus the running total just
+    # before it (zero when the window starts at its series' first sample).
+    before = np.where(m.lo > m.offsets[:-1][:, None], c[np.clip(m.lo - 1, 0, last)], 0.0)
+    out = c[np.clip(m.hi - 1, 0, last)] - before
     if avg:
         with np.errstate(divide="ignore", invalid="ignore"):
             out = out / np.maximum(n, 1)

@@ -80,7 +80,12 @@ class VigilLogHandler(logging.Handler):
         self._thread: threading.Thread | None = None
         self._warned = False
         self._flushers = 0
-        self.counters = {"sent": 0, "dropped_overflow": 0, "dropped_send_error": 0, "failed_requests": 0}
+        self.counters = {
+            "sent": 0,
+            "dropped_overflow": 0,
+            "dropped_send_error": 0,
+            "failed_requests": 0,
+        }
 
     def stats(self) -> dict[str, int]:
         """Return a copy of the delivery counters plus the current queue length."""

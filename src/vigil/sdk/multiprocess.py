@@ -238,9 +238,7 @@ class VigilMultiProcessCollector:
 
         archive_dead_workers(self.path)
         with _locked(self.path, exclusive=False):
-            files = [
-                f for f in glob.glob(os.path.join(self.path, "*.db")) if _parse(f) is not None
-            ]
+            files = [f for f in glob.glob(os.path.join(self.path, "*.db")) if _parse(f) is not None]
             return list(MultiProcessCollector.merge(files, accumulate=True))
 
 

@@ -104,7 +104,9 @@ class VigilWSGIMiddleware:
         # The request id stays set until the body is consumed: streaming bodies log too.
         return _Closing(result, lambda: self._done(environ, method, status_box, started, token))
 
-    def _done(self, environ: Environ, method: str, status_box: list[int], started: float, token: Any) -> None:
+    def _done(
+        self, environ: Environ, method: str, status_box: list[int], started: float, token: Any
+    ) -> None:
         self._finish(environ, method, status_box[0], started, environ.get(EXCEPTION_KEY))
         self.metrics.in_progress.labels(method).dec()
         try:
@@ -112,7 +114,9 @@ class VigilWSGIMiddleware:
         except ValueError:
             pass  # closed from another context (some servers close in a new thread)
 
-    def _finish(self, environ: Environ, method: str, status: int, started: float, exc: str | None) -> None:
+    def _finish(
+        self, environ: Environ, method: str, status: int, started: float, exc: str | None
+    ) -> None:
         route = self._route(environ)
         if exc:
             self.metrics.exceptions.labels(method, route, exc).inc()

@@ -7,7 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from vigil.alerting.alert import Alert
-from vigil.alerting.receiver_config import DiscordConfig, MSTeamsConfig, OpsgenieConfig, TelegramConfig
+from vigil.alerting.receiver_config import (
+    DiscordConfig,
+    MSTeamsConfig,
+    OpsgenieConfig,
+    TelegramConfig,
+)
 from vigil.alerting.receivers.base import NotifyContext, TemplatedNotifier, truncate
 from vigil.alerting.receivers.http import post_json, read_secret_file
 from vigil.gotemplate import Template
@@ -119,6 +124,10 @@ class OpsgenieNotifier(TemplatedNotifier):
         headers = {"Authorization": f"GenieKey {key}"}
         d = self.data(ctx, alerts)
         if d.Status == "resolved":
-            await post_json(f"{base}/{self.alias(ctx)}/close?identifierType=alias", {"source": self.tmpl(c.source, d)}, headers)
+            await post_json(
+                f"{base}/{self.alias(ctx)}/close?identifierType=alias",
+                {"source": self.tmpl(c.source, d)},
+                headers,
+            )
         else:
             await post_json(base, self.payload(ctx, alerts), headers)

@@ -20,7 +20,9 @@ from vigil.gotemplate import Template
 
 
 class EmailNotifier(TemplatedNotifier):
-    def __init__(self, cfg: EmailConfig, templates: Template, external_url: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, cfg: EmailConfig, templates: Template, external_url: str, timeout: float = 30.0
+    ) -> None:
         super().__init__(templates, external_url)
         self.cfg = cfg
         self.send_resolved = cfg.send_resolved
@@ -33,7 +35,11 @@ class EmailNotifier(TemplatedNotifier):
     def message(self, ctx: NotifyContext, alerts: Sequence[Alert]) -> EmailMessage:
         c = self.cfg
         d = self.data(ctx, alerts)
-        headers = {"From": c.from_, "To": c.to, "Subject": '{{ template "email.default.subject" . }}'}
+        headers = {
+            "From": c.from_,
+            "To": c.to,
+            "Subject": '{{ template "email.default.subject" . }}',
+        }
         for k, v in c.headers.items():
             # Header names are case-insensitive; a configured one replaces the default.
             for dk in list(headers):
@@ -71,9 +77,17 @@ class EmailNotifier(TemplatedNotifier):
         rcpts = [a for _, a in getaddresses([msg["To"] or ""]) if a]
         try:
             if port == 465:
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, local_hostname=c.hello or None, timeout=self.timeout, context=self.ssl_context)
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    host,
+                    port,
+                    local_hostname=c.hello or None,
+                    timeout=self.timeout,
+                    context=self.ssl_context,
+                )
             else:
-                smtp = smtplib.SMTP(host, port, local_hostname=c.hello or None, timeout=self.timeout)
+                smtp = smtplib.SMTP(
+                    host, port, local_hostname=c.hello or None, timeout=self.timeout
+                )
             with smtp:
                 smtp.ehlo()
                 if port != 465:
@@ -81,21 +95,36 @@ class EmailNotifier(TemplatedNotifier):
                         smtp.starttls(context=self.ssl_context or ssl.create_default_context())
                         smtp.ehlo()
                     elif require_tls:
-                        raise NotifyError(f"'require_tls' is true (default) but {c.smarthost} does not advertise the STARTTLS extension", retry=False)
+                        raise NotifyError(
+                            f"'require_tls' is true (default) but {c.smarthost} does not advertise the STARTTLS extension",
+                            retry=False,
+                        )
                 if c.auth_username or c.auth_secret:
-                    password = c.auth_password or (read_secret_file(c.auth_password_file) if c.auth_password_file else "")
+                    password = c.auth_password or (
+                        read_secret_file(c.auth_password_file) if c.auth_password_file else ""
+                    )
                     if not smtp.has_extn("auth"):
-                        raise NotifyError("server does not support AUTH but credentials are configured", retry=False)
+                        raise NotifyError(
+                            "server does not support AUTH but credentials are configured",
+                            retry=False,
+                        )
                     smtp.login(c.auth_username, password or c.auth_secret)
                 smtp.send_message(msg, from_addr=_addr(msg["From"] or ""), to_addrs=rcpts)
         except NotifyError:
             raise
         except smtplib.SMTPAuthenticationError as exc:
-            raise NotifyError(f"SMTP authentication failed: {exc.smtp_code} {exc.smtp_error!r}", retry=False) from None
+            raise NotifyError(
+                f"SMTP authentication failed: {exc.smtp_code} {exc.smtp_error!r}", retry=False
+            ) from None
         except smtplib.SMTPResponseException as exc:
-            raise NotifyError(f"SMTP error {exc.smtp_code}: {exc.smtp_error!r}", retry=exc.smtp_code >= 400 and exc.smtp_code < 500) from None
+            raise NotifyError(
+                f"SMTP error {exc.smtp_code}: {exc.smtp_error!r}",
+                retry=exc.smtp_code >= 400 and exc.smtp_code < 500,
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise NotifyError(f"SMTP {c.smarthost}: {type(exc).__name__}: {exc}", retry=True) from None
+            raise NotifyError(
+                f"SMTP {c.smarthost}: {type(exc).__name__}: {exc}", retry=True
+            ) from None
 
 
 def _addr(header: str) -> str:

@@ -20,7 +20,9 @@ def read_secret_file(path: str) -> str:
         raise NotifyError(f"cannot read {path}: {exc.strerror}", retry=False) from None
 
 
-async def post_json(url: str, payload: Any, headers: dict[str, str] | None = None, timeout: float = 30.0) -> httpx.Response:
+async def post_json(
+    url: str, payload: Any, headers: dict[str, str] | None = None, timeout: float = 30.0
+) -> httpx.Response:
     """POST `payload` as JSON; raise `NotifyError` (retry on 5xx/429/network errors)."""
     h = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
     if headers:

@@ -69,12 +69,20 @@ class PagerDutyNotifier(TemplatedNotifier):
             }
             body["payload"] = {k: v for k, v in payload.items() if v != ""}
             if c.images:
-                body["images"] = [{k: t(str(v), d) for k, v in i.items()} for i in c.images if isinstance(i, dict)]
+                body["images"] = [
+                    {k: t(str(v), d) for k, v in i.items()} for i in c.images if isinstance(i, dict)
+                ]
             if c.links:
-                body["links"] = [{k: t(str(v), d) for k, v in i.items()} for i in c.links if isinstance(i, dict)]
+                body["links"] = [
+                    {k: t(str(v), d) for k, v in i.items()} for i in c.links if isinstance(i, dict)
+                ]
         return body
 
     async def notify(self, ctx: NotifyContext, alerts: Sequence[Alert]) -> None:
         c = self.cfg
-        url = V1_URL if (c.service_key or c.service_key_file) and c.url.endswith("/v2/enqueue") else c.url
+        url = (
+            V1_URL
+            if (c.service_key or c.service_key_file) and c.url.endswith("/v2/enqueue")
+            else c.url
+        )
         await post_json(url, self.payload(ctx, alerts))

@@ -41,13 +41,19 @@ class SlackNotifier(TemplatedNotifier):
             att["thumb_url"] = t(c.thumb_url, d)
         if c.fields:
             att["fields"] = [
-                {"title": t(str(f.get("title", "")), d), "value": t(str(f.get("value", "")), d), "short": bool(f.get("short", c.short_fields))}
+                {
+                    "title": t(str(f.get("title", "")), d),
+                    "value": t(str(f.get("value", "")), d),
+                    "short": bool(f.get("short", c.short_fields)),
+                }
                 for f in c.fields
                 if isinstance(f, dict)
             ]
         if c.actions:
             att["actions"] = [
-                {k: (t(v, d) if isinstance(v, str) else v) for k, v in a.items()} for a in c.actions if isinstance(a, dict)
+                {k: (t(v, d) if isinstance(v, str) else v) for k, v in a.items()}
+                for a in c.actions
+                if isinstance(a, dict)
             ]
         # Empty strings are omitted as Go's `omitempty` would.
         att = {k: v for k, v in att.items() if v not in ("", None)}

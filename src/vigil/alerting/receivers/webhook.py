@@ -14,7 +14,9 @@ from vigil.config.types import Duration
 from vigil.gotemplate import Template
 
 
-def webhook_payload(ctx: NotifyContext, alerts: Sequence[Alert], external_url: str, max_alerts: int = 0) -> dict[str, Any]:
+def webhook_payload(
+    ctx: NotifyContext, alerts: Sequence[Alert], external_url: str, max_alerts: int = 0
+) -> dict[str, Any]:
     """The exact body Alertmanager POSTs (keys in its order)."""
     data = template_data(ctx.receiver, ctx.group_labels, alerts, ctx.now, external_url)
     shown = list(alerts)
