@@ -7,6 +7,8 @@ the concrete objects and hands each what it needs.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -39,6 +41,7 @@ class ServerOptions:
     retention_time: str | None = None
     retention_size: str | None = None
     log_level: str = "info"
+    alertmanager_config: Path | None = None
 
 
 def parse_listen(addr: str) -> tuple[str, int]:
@@ -67,6 +70,8 @@ class Vigil:
         self.reload_lock = threading.Lock()
         self.last_reload_ok = True
         self.last_reload_time = time.time()
+        self.alertmanager: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- configuration -------------------------------------------------------
 
@@ -128,8 +133,26 @@ class Vigil:
         self.scrape = ScrapeManager(self.db)
         self.discovery = DiscoveryManager(on_update=self.scrape.on_update)
         self._apply(self.loaded)
+        self.alertmanager = self._build_alertmanager()
         self.scrape.start()
         self.ready = True
+
+    def _alertmanager_config_path(self) -> Path | None:
+        path = self.options.alertmanager_config or self.loaded.config.vigil.alertmanager_config
+        return Path(path) if path else None
+
+    def _build_alertmanager(self) -> Any:
+        path = self._alertmanager_config_path()
+        if path is None:
+            return None
+        from vigil.alerting.alertmanager import Alertmanager
+        from vigil.alerting.config import load_config_file as load_am_config
+
+        return Alertmanager(
+            load_am_config(path),
+            data_dir=self.data_dir / "alertmanager",
+            external_url=f"http://{self._self_host()}:{self.port}",
+        )
 
     def _apply(self, loaded: Any) -> None:
         cfg = self._effective_scrape_config(loaded)
@@ -137,11 +160,23 @@ class Vigil:
         self.discovery.apply_config(cfg)
 
     def reload(self) -> None:
-        """Load, validate and apply the config file; on any error keep the old one."""
+        """Load, validate and apply the config files; on any error keep the old ones.
+
+        Everything is loaded and validated before anything is applied. The
+        Alertmanager's new config is applied on the server's event loop, where its
+        dispatcher runs."""
         with self.reload_lock:
             try:
                 loaded = self._load_config()
+                am_config = None
+                am_path = self._alertmanager_config_path()
+                if self.alertmanager is not None and am_path is not None:
+                    from vigil.alerting.config import load_config_file as load_am_config
+
+                    am_config = load_am_config(am_path)
                 self._apply(loaded)
+                if am_config is not None:
+                    self._on_loop(lambda: self.alertmanager.apply_config(am_config))
             except Exception:
                 self.last_reload_ok = False
                 raise
@@ -149,6 +184,24 @@ class Vigil:
             self.last_reload_ok = True
             self.last_reload_time = time.time()
             log.info("configuration reloaded")
+
+    def _on_loop(self, fn: Any) -> None:
+        """Run `fn` on the HTTP server's event loop and wait for it."""
+        loop = self.loop
+        if loop is None or not loop.is_running():
+            fn()
+            return
+        try:
+            if asyncio.get_running_loop() is loop:
+                fn()
+                return
+        except RuntimeError:
+            pass
+
+        async def call() -> None:
+            fn()
+
+        asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=30)
 
     def stop(self) -> None:
         self.ready = False
@@ -184,7 +237,26 @@ class Vigil:
             build_info=build_info(),
             runtime_info=self.runtime_info,
         )
-        return create_app(ctx)
+        app = create_app(ctx)
+        if self.alertmanager is None:
+            return app
+        from starlette.applications import Starlette
+        from starlette.routing import Mount
+
+        from vigil.alerting.api_v2 import create_alertmanager_routes
+        from vigil.alerting.server import lifespan_for
+
+        am_lifespan = lifespan_for(self.alertmanager)
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app_: Any) -> Any:
+            self.loop = asyncio.get_running_loop()
+            async with am_lifespan(app_):
+                yield
+            self.loop = None
+
+        routes = [*create_alertmanager_routes(self.alertmanager), Mount("/", app=app)]
+        return Starlette(routes=routes, lifespan=lifespan)
 
     def targets(self) -> dict[str, Any]:
         return {
@@ -276,7 +348,7 @@ def _check_port_free(host: str, port: int) -> None:
 
 def run_server(options: ServerOptions) -> int:
     """Run until SIGINT/SIGTERM; returns the process exit code."""
-    import uvicorn
+    from vigil.httpserver import serve
 
     logging.basicConfig(
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -305,16 +377,6 @@ def run_server(options: ServerOptions) -> int:
         threading.Thread(target=_reload_logged, args=(vigil,), daemon=True).start()
 
     signal.signal(signal.SIGHUP, on_hup)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            vigil.web_app(),
-            host=vigil.host,
-            port=vigil.port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-        )
-    )
     log.info(
         "Vigil %s listening on http://%s:%d, data in %s",
         __version__,
@@ -323,7 +385,7 @@ def run_server(options: ServerOptions) -> int:
         vigil.data_dir,
     )
     try:
-        server.run()
+        serve(vigil.web_app(), vigil.host, vigil.port)
     finally:
         vigil.stop()
     return 0

@@ -47,6 +47,11 @@ def main() -> None:
     help="Keep blocks under this total size, e.g. 10GB. Default: unlimited.",
 )
 @click.option(
+    "--alertmanager-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Alertmanager config: run the notification pipeline in-process (API v2 on the same address).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -58,6 +63,7 @@ def up(
     listen: str | None,
     retention_time: str | None,
     retention_size: str | None,
+    alertmanager_config: Path | None,
     log_level: str,
 ) -> None:
     """Start Vigil: scrape, store and serve until interrupted (Ctrl-C).
@@ -73,6 +79,7 @@ def up(
         retention_time=retention_time,
         retention_size=retention_size,
         log_level=log_level,
+        alertmanager_config=alertmanager_config,
     )
     sys.exit(run_server(opts))
 
@@ -157,6 +164,76 @@ def promqltest(files: tuple[Path, ...]) -> None:
     from vigil.promql.promqltest import main as run
 
     sys.exit(run([str(f) for f in files]))
+
+
+@main.command("alertmanager")
+@click.option(
+    "--config",
+    "config_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Alertmanager configuration file (Alertmanager's own format).",
+)
+@click.option(
+    "--data-dir",
+    default="./data-alertmanager",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where silences and the notification log are kept.",
+)
+@click.option("--listen", default="127.0.0.1:9093", show_default=True, metavar="HOST:PORT")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def alertmanager(config_file: Path, data_dir: Path, listen: str, log_level: str) -> None:
+    """Run only the Alertmanager-compatible notification pipeline (API v2, amtool works)."""
+    from vigil.alerting.server import run_standalone
+
+    sys.exit(run_standalone(config_file, data_dir, listen, log_level))
+
+
+@main.group("test")
+def test_group() -> None:
+    """Test routing decisions and rules without running a server."""
+
+
+@test_group.command("routes")
+@click.argument("config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("labels", nargs=-1)
+@click.option(
+    "--verify.receivers",
+    "verify",
+    default=None,
+    help="Comma-separated receivers expected; exit 1 if they differ.",
+)
+def test_routes(config_file: Path, labels: tuple[str, ...], verify: str | None) -> None:
+    """Print the receivers an alert with LABELS (name=value ...) is routed to.
+
+    Same output as `amtool config routes test`.
+    """
+    from vigil.alerting.config import load_config_file
+    from vigil.alerting.route import test_routes as route_test
+    from vigil.config.loader import ConfigError
+
+    pairs = {}
+    for item in labels:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not name=value", param_hint="LABELS")
+        pairs[name] = value.strip('"')
+    try:
+        config = load_config_file(config_file)
+    except ConfigError as exc:
+        click.echo(f"FAILED: {exc}", err=True)
+        sys.exit(1)
+    receivers = ",".join(route_test(config, pairs))
+    click.echo(receivers)
+    if verify is not None and verify != receivers:
+        click.echo("WARNING: Expected receivers did not match resolved receivers.", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ def test_own_process_matches_prometheus_client() -> None:
         theirs["process_cpu_seconds_total"], abs=0.2
     )
     assert abs(value(ours, "process_open_fds", **me) - theirs["process_open_fds"]) <= 2
-    assert value(ours, "vigil_process_exporter_matched_processes", selector=f"pid={os.getpid()}") == 1
+    assert (
+        value(ours, "vigil_process_exporter_matched_processes", selector=f"pid={os.getpid()}") == 1
+    )
 
 
 def test_threads_are_counted() -> None:
@@ -68,10 +70,15 @@ def test_select_by_cmdline_name_and_pidfile(
 ) -> None:
     pidfile = tmp_path / "sleep.pid"
     pidfile.write_text(f"{sleeper.pid}\n")
-    s = scrape(create("process", {"cmdline": r"sleep 37\.5151", "name": "sleep", "pidfile": str(pidfile)}))
+    s = scrape(
+        create("process", {"cmdline": r"sleep 37\.5151", "name": "sleep", "pidfile": str(pidfile)})
+    )
     labels = {"pid": str(sleeper.pid), "name": "sleep"}
     assert value(s, "process_threads", **labels) == 1
-    assert value(s, "vigil_process_exporter_matched_processes", selector=r"cmdline=sleep 37\.5151") == 1
+    assert (
+        value(s, "vigil_process_exporter_matched_processes", selector=r"cmdline=sleep 37\.5151")
+        == 1
+    )
     assert value(s, "vigil_process_exporter_matched_processes", selector="name=sleep") >= 1
     assert value(s, "vigil_process_exporter_matched_processes", selector=f"pidfile={pidfile}") == 1
 
@@ -82,7 +89,10 @@ def test_gone_process_reports_zero_matches(sleeper: subprocess.Popen[bytes]) -> 
     sleeper.wait()
     s = scrape(create("process", {"pid": str(pid), "pidfile": "/nonexistent/x.pid"}))
     assert value(s, "vigil_process_exporter_matched_processes", selector=f"pid={pid}") == 0
-    assert value(s, "vigil_process_exporter_matched_processes", selector="pidfile=/nonexistent/x.pid") == 0
+    assert (
+        value(s, "vigil_process_exporter_matched_processes", selector="pidfile=/nonexistent/x.pid")
+        == 0
+    )
     assert values(s, "process_cpu_seconds_total") == {}
 
 
@@ -91,5 +101,3 @@ def test_bad_options() -> None:
         create("process", {"pid": "abc"})
     with pytest.raises(ExporterOptionError):
         create("process", {"name": "("})
-
-

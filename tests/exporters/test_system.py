@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from exporter_helpers import scrape, value, values
 
-from vigil.exporters import ExporterOptionError, create
-from vigil.exporters import procfs
+from vigil.exporters import ExporterOptionError, create, procfs
 from vigil.exporters.system import SystemExporter
 
 MEMINFO = """MemTotal:       16384000 kB
@@ -102,8 +101,21 @@ def test_diskstats_units_and_default_exclusions(fake_proc: Path) -> None:
     assert value(s, "node_disk_io_time_seconds_total", device="vda") == 0.5
     assert value(s, "node_disk_io_now", device="vda") == 1
     assert value(s, "node_disk_flush_requests_total", device="vda") == 11
-    assert value(s, "node_disk_info", device="vda", major="254", minor="0", model="",
-                 path="", revision="", serial="", wwn="") == 1
+    assert (
+        value(
+            s,
+            "node_disk_info",
+            device="vda",
+            major="254",
+            minor="0",
+            model="",
+            path="",
+            revision="",
+            serial="",
+            wwn="",
+        )
+        == 1
+    )
 
 
 def test_netdev_and_exclude_option(fake_proc: Path) -> None:

@@ -26,7 +26,17 @@ pytestmark = [
     pytest.mark.skipif(BINARY is None, reason="prometheus-node-exporter binary not installed"),
 ]
 
-COLLECTORS = ("cpu", "meminfo", "filesystem", "diskstats", "netdev", "loadavg", "stat", "time", "uname")
+COLLECTORS = (
+    "cpu",
+    "meminfo",
+    "filesystem",
+    "diskstats",
+    "netdev",
+    "loadavg",
+    "stat",
+    "time",
+    "uname",
+)
 
 # Families node_exporter's enabled collectors expose that Vigil deliberately omits.
 NOT_IMPLEMENTED = {

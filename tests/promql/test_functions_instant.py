@@ -148,3 +148,14 @@ def test_histogram_monotonicity_fixup() -> None:
     e = Engine(_store(rows))
     # the dip at le=2 is raised to 5, so rank 5 is reached in the first bucket
     assert vec(e, call("histogram_quantile", 0.5, sel("b"))) == {"{}": 1.0}
+
+
+def test_query_parameter_functions(eng: Engine) -> None:
+    res = eng.range_query(ast.BinaryExpr("+", call("start"), call("range")), 10_000, 50_000, 10_000)
+    assert res.value[0].values.tolist() == [50.0] * 5
+    res = eng.range_query(call("step"), 0, 10_000, 5_000)
+    assert res.value[0].values.tolist() == [5.0] * 3
+    assert eng.instant_query(call("end"), 50_000).value.v == 50.0
+    assert eng.instant_query(call("range"), 50_000).value.v == 0.0
+    assert eng.instant_query(call("min_of", 3, 5), 0).value.v == 3.0
+    assert math.isnan(eng.instant_query(call("max_of", math.nan, 5), 0).value.v)

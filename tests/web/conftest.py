@@ -9,6 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
+from vigil.storage.memory import MemoryStorage
+from vigil.web import WebContext
+
 from web_fixtures import (  # free_port: re-exported, see the note below
     NOW_S,
     SelectorEngine,
@@ -17,9 +21,6 @@ from web_fixtures import (  # free_port: re-exported, see the note below
     free_port,  # noqa: F401
     make_client,
 )
-
-from vigil.storage.memory import MemoryStorage
-from vigil.web import WebContext
 
 
 @pytest.fixture

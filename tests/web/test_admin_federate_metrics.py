@@ -4,11 +4,12 @@ import io
 from typing import Any
 
 from test_query_api import err
-from web_fixtures import NOW_MS, make_client
 
 from vigil.model.labels import Labels
 from vigil.model.samples import STALE_NAN
 from vigil.web import WebContext
+
+from web_fixtures import NOW_MS, make_client
 
 
 def test_health_ready_reload(storage: Any) -> None:

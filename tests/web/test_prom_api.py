@@ -3,9 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 from test_query_api import err
-from web_fixtures import NOW_S, TestClient, make_client
 
 from vigil.web import WebContext
+
+from web_fixtures import NOW_S, TestClient, make_client
 
 
 def test_series(client: TestClient) -> None:

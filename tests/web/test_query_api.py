@@ -3,9 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from web_fixtures import NOW_MS, NOW_S, TestClient, make_client
 
 from vigil.web import WebContext
+
+from web_fixtures import NOW_MS, NOW_S, TestClient, make_client
 
 
 def err(r: Any, status: int, etype: str, contains: str) -> None:

@@ -3,13 +3,14 @@ from __future__ import annotations
 from typing import Any
 
 import cramjam
-from web_fixtures import NOW_MS, make_client
 
 from vigil.model.labels import Labels
 from vigil.storage.memory import MemoryStorage
 from vigil.web import WebContext
 from vigil.web.prompb import WriteRequest
 from vigil.web.remote_write import encode_write_request
+
+from web_fixtures import NOW_MS, make_client
 
 HEADERS = {
     "Content-Encoding": "snappy",

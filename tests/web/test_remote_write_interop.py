@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from web_fixtures import free_port
 
 from vigil.model.matchers import Matcher
 from vigil.storage.memory import MemoryStorage
 from vigil.web import WebContext, create_app
+
+from web_fixtures import free_port
 
 PROMETHEUS = "/usr/bin/prometheus"
 

@@ -523,6 +523,9 @@ class VigilConfig(_Model):
     query_timeout: Duration = Duration(2 * 60 * 1000)
     query_max_samples: int = Field(default=50_000_000, ge=1)
     self_scrape: bool = True
+    # An Alertmanager config file; when set, Vigil runs the notification pipeline
+    # in-process and serves Alertmanager's API v2 on its own address.
+    alertmanager_config: FilePath | None = None
 
     @field_validator("listen_address")
     @classmethod

@@ -53,7 +53,9 @@ class ProcessExporter:
         try:
             self.pids = [int(p) for p in opt_str(options, "pid", "").split(",") if p.strip()]
         except ValueError:
-            raise ExporterOptionError(f"option 'pid': expected comma-separated integers, got {options['pid']!r}") from None
+            raise ExporterOptionError(
+                f"option 'pid': expected comma-separated integers, got {options['pid']!r}"
+            ) from None
         self.pidfile = opt_str(options, "pidfile", "") or None
         try:
             name = opt_str(options, "name", "")
@@ -105,7 +107,9 @@ class ProcessExporter:
                     if self.name_re.fullmatch(comm):
                         counts[f"name={self.name_re.pattern}"] += 1
                         chosen.add(pid)
-                if self.cmdline_re and self.cmdline_re.search(procfs.process_cmdline(self.proc, pid)):
+                if self.cmdline_re and self.cmdline_re.search(
+                    procfs.process_cmdline(self.proc, pid)
+                ):
                     counts[f"cmdline={self.cmdline_re.pattern}"] += 1
                     chosen.add(pid)
         return counts, chosen
@@ -113,13 +117,31 @@ class ProcessExporter:
     def collect(self) -> Iterator[Metric]:
         """One sample per chosen process and metric; vanished processes are skipped."""
         fams = {
-            "cpu": Family("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter", LABELS),
-            "rss": Family("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge", LABELS),
-            "vsz": Family("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge", LABELS),
-            "start": Family("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", "gauge", LABELS),
+            "cpu": Family(
+                "process_cpu_seconds_total",
+                "Total user and system CPU time spent in seconds.",
+                "counter",
+                LABELS,
+            ),
+            "rss": Family(
+                "process_resident_memory_bytes", "Resident memory size in bytes.", "gauge", LABELS
+            ),
+            "vsz": Family(
+                "process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge", LABELS
+            ),
+            "start": Family(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                "gauge",
+                LABELS,
+            ),
             "fds": Family("process_open_fds", "Number of open file descriptors.", "gauge", LABELS),
-            "maxfds": Family("process_max_fds", "Maximum number of open file descriptors.", "gauge", LABELS),
-            "threads": Family("process_threads", "Number of OS threads in the process.", "gauge", LABELS),
+            "maxfds": Family(
+                "process_max_fds", "Maximum number of open file descriptors.", "gauge", LABELS
+            ),
+            "threads": Family(
+                "process_threads", "Number of OS threads in the process.", "gauge", LABELS
+            ),
         }
         matched = Family(
             "vigil_process_exporter_matched_processes",

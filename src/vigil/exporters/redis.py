@@ -157,7 +157,9 @@ def info_metrics(info: Mapping[str, Any], databases: int, now: float) -> list[Me
             if value is None:
                 continue
             name = f"redis_{suffix}"
-            fam = Family(name, f"Redis INFO field {field}.", "counter" if name.endswith("_total") else kind)
+            fam = Family(
+                name, f"Redis INFO field {field}.", "counter" if name.endswith("_total") else kind
+            )
             fam.add(value * scale)
             out.append(fam.metric)
     for field, suffix in _STATUS.items():
@@ -166,10 +168,16 @@ def info_metrics(info: Mapping[str, Any], databases: int, now: float) -> list[Me
             fam.add(1.0 if str(info[field]) in ("ok", "up") else 0.0)
             out.append(fam.metric)
     if "uptime_in_seconds" in info:
-        start = Family("redis_start_time_seconds", "Start time of the Redis instance since unix epoch in seconds.", "gauge")
+        start = Family(
+            "redis_start_time_seconds",
+            "Start time of the Redis instance since unix epoch in seconds.",
+            "gauge",
+        )
         start.add(now - float(info["uptime_in_seconds"]))
         out.append(start.metric)
-    instance = Family("redis_instance_info", "Information about the Redis instance.", "gauge", _INFO_LABELS)
+    instance = Family(
+        "redis_instance_info", "Information about the Redis instance.", "gauge", _INFO_LABELS
+    )
     instance.add(1.0, *(str(info.get(label, "")) for label in _INFO_LABELS))
     out.append(instance.metric)
     out.extend(_keyspace(info, databases))
@@ -180,7 +188,9 @@ def info_metrics(info: Mapping[str, Any], databases: int, now: float) -> list[Me
 
 def _keyspace(info: Mapping[str, Any], databases: int) -> list[Metric]:
     keys = Family("redis_db_keys", "Total number of keys by DB.", "gauge", ["db"])
-    expiring = Family("redis_db_keys_expiring", "Total number of expiring keys by DB.", "gauge", ["db"])
+    expiring = Family(
+        "redis_db_keys_expiring", "Total number of expiring keys by DB.", "gauge", ["db"]
+    )
     avg_ttl = Family("redis_db_avg_ttl_seconds", "Avg TTL in seconds.", "gauge", ["db"])
     seen = set()
     for field, stats in info.items():
@@ -204,9 +214,21 @@ def _commandstats(info: Mapping[str, Any]) -> list[Metric]:
         "counter",
         ["cmd"],
     )
-    rejected = Family("redis_commands_rejected_calls_total", "Total number of errors prior command execution per command.", "counter", ["cmd"])
-    failed = Family("redis_commands_failed_calls_total", "Total number of errors within command execution per command.", "counter", ["cmd"])
-    errors = Family("redis_errors_total", "Total number of errors per error type.", "counter", ["err"])
+    rejected = Family(
+        "redis_commands_rejected_calls_total",
+        "Total number of errors prior command execution per command.",
+        "counter",
+        ["cmd"],
+    )
+    failed = Family(
+        "redis_commands_failed_calls_total",
+        "Total number of errors within command execution per command.",
+        "counter",
+        ["cmd"],
+    )
+    errors = Family(
+        "redis_errors_total", "Total number of errors per error type.", "counter", ["err"]
+    )
     for field, stats in info.items():
         if not isinstance(stats, Mapping):
             continue
@@ -226,11 +248,17 @@ def _commandstats(info: Mapping[str, Any]) -> list[Metric]:
 
 def _replicas(info: Mapping[str, Any]) -> list[Metric]:
     labels = ["slave_ip", "slave_port", "slave_state"]
-    offset = Family("redis_connected_slave_offset_bytes", "Offset of connected slave.", "gauge", labels)
+    offset = Family(
+        "redis_connected_slave_offset_bytes", "Offset of connected slave.", "gauge", labels
+    )
     lag = Family("redis_connected_slave_lag_seconds", "Lag of connected slave.", "gauge", labels)
     for field, stats in info.items():
         if field.startswith("slave") and field[5:].isdigit() and isinstance(stats, Mapping):
-            values = (str(stats.get("ip", "")), str(stats.get("port", "")), str(stats.get("state", "")))
+            values = (
+                str(stats.get("ip", "")),
+                str(stats.get("port", "")),
+                str(stats.get("state", "")),
+            )
             offset.add(float(stats.get("offset", 0)), *values)
             lag.add(float(stats.get("lag", 0)), *values)
     return [offset.metric, lag.metric]
@@ -293,10 +321,14 @@ class RedisExporter:
             self._errors.failed(error)
         yield up_metric("redis_up", "Information about the Redis instance.", not error)
         yield from metrics
-        duration = Family("redis_exporter_last_scrape_duration_seconds", "The last scrape duration.", "gauge")
+        duration = Family(
+            "redis_exporter_last_scrape_duration_seconds", "The last scrape duration.", "gauge"
+        )
         duration.add(time.perf_counter() - start)
         yield duration.metric
-        last_error = Family("redis_exporter_last_scrape_error", "The last scrape error status.", "gauge", ["err"])
+        last_error = Family(
+            "redis_exporter_last_scrape_error", "The last scrape error status.", "gauge", ["err"]
+        )
         last_error.add(1.0 if error else 0.0, error)
         yield last_error.metric
 

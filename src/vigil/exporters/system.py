@@ -50,7 +50,17 @@ DEFAULT_FS_TYPES_EXCLUDE = (
 DEFAULT_DISK_DEVICE_EXCLUDE = r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 DEFAULT_NETDEV_DEVICE_EXCLUDE = r"^$"
 
-COLLECTORS = ("cpu", "meminfo", "filesystem", "diskstats", "netdev", "loadavg", "stat", "time", "uname")
+COLLECTORS = (
+    "cpu",
+    "meminfo",
+    "filesystem",
+    "diskstats",
+    "netdev",
+    "loadavg",
+    "stat",
+    "time",
+    "uname",
+)
 
 OPTIONS = (
     "proc_path",
@@ -71,24 +81,79 @@ _DISK_COLUMNS: tuple[tuple[str, str, str, float], ...] = (
     ("reads_completed_total", "counter", "The total number of reads completed successfully.", 1.0),
     ("reads_merged_total", "counter", "The total number of reads merged.", 1.0),
     ("read_bytes_total", "counter", "The total number of bytes read successfully.", SECTOR_BYTES),
-    ("read_time_seconds_total", "counter", "The total number of seconds spent by all reads.", 0.001),
-    ("writes_completed_total", "counter", "The total number of writes completed successfully.", 1.0),
+    (
+        "read_time_seconds_total",
+        "counter",
+        "The total number of seconds spent by all reads.",
+        0.001,
+    ),
+    (
+        "writes_completed_total",
+        "counter",
+        "The total number of writes completed successfully.",
+        1.0,
+    ),
     ("writes_merged_total", "counter", "The number of writes merged.", 1.0),
-    ("written_bytes_total", "counter", "The total number of bytes written successfully.", SECTOR_BYTES),
-    ("write_time_seconds_total", "counter", "This is the total number of seconds spent by all writes.", 0.001),
+    (
+        "written_bytes_total",
+        "counter",
+        "The total number of bytes written successfully.",
+        SECTOR_BYTES,
+    ),
+    (
+        "write_time_seconds_total",
+        "counter",
+        "This is the total number of seconds spent by all writes.",
+        0.001,
+    ),
     ("io_now", "gauge", "The number of I/Os currently in progress.", 1.0),
     ("io_time_seconds_total", "counter", "Total seconds spent doing I/Os.", 0.001),
-    ("io_time_weighted_seconds_total", "counter", "The weighted # of seconds spent doing I/Os.", 0.001),
-    ("discards_completed_total", "counter", "The total number of discards completed successfully.", 1.0),
+    (
+        "io_time_weighted_seconds_total",
+        "counter",
+        "The weighted # of seconds spent doing I/Os.",
+        0.001,
+    ),
+    (
+        "discards_completed_total",
+        "counter",
+        "The total number of discards completed successfully.",
+        1.0,
+    ),
     ("discards_merged_total", "counter", "The total number of discards merged.", 1.0),
-    ("discarded_sectors_total", "counter", "The total number of sectors discarded successfully.", 1.0),
-    ("discard_time_seconds_total", "counter", "This is the total number of seconds spent by all discards.", 0.001),
-    ("flush_requests_total", "counter", "The total number of flush requests completed successfully", 1.0),
-    ("flush_requests_time_seconds_total", "counter", "This is the total number of seconds spent by all flush requests.", 0.001),
+    (
+        "discarded_sectors_total",
+        "counter",
+        "The total number of sectors discarded successfully.",
+        1.0,
+    ),
+    (
+        "discard_time_seconds_total",
+        "counter",
+        "This is the total number of seconds spent by all discards.",
+        0.001,
+    ),
+    (
+        "flush_requests_total",
+        "counter",
+        "The total number of flush requests completed successfully",
+        1.0,
+    ),
+    (
+        "flush_requests_time_seconds_total",
+        "counter",
+        "This is the total number of seconds spent by all flush requests.",
+        0.001,
+    ),
 )
 
-_UDEV_LABELS = (("path", "ID_PATH"), ("wwn", "ID_WWN"), ("model", "ID_MODEL"),
-                ("serial", "ID_SERIAL_SHORT"), ("revision", "ID_REVISION"))
+_UDEV_LABELS = (
+    ("path", "ID_PATH"),
+    ("wwn", "ID_WWN"),
+    ("model", "ID_MODEL"),
+    ("serial", "ID_SERIAL_SHORT"),
+    ("revision", "ID_REVISION"),
+)
 
 
 class SystemExporter:
@@ -109,10 +174,18 @@ class SystemExporter:
             raise ExporterOptionError(
                 f"exporter 'system': unknown collector(s) {', '.join(sorted(unknown))}"
             )
-        self.mount_exclude = opt_regex(options, "filesystem_mount_points_exclude", DEFAULT_MOUNT_POINTS_EXCLUDE)
-        self.fstype_exclude = opt_regex(options, "filesystem_fs_types_exclude", DEFAULT_FS_TYPES_EXCLUDE)
-        self.disk_exclude = opt_regex(options, "diskstats_device_exclude", DEFAULT_DISK_DEVICE_EXCLUDE)
-        self.netdev_exclude = opt_regex(options, "netdev_device_exclude", DEFAULT_NETDEV_DEVICE_EXCLUDE)
+        self.mount_exclude = opt_regex(
+            options, "filesystem_mount_points_exclude", DEFAULT_MOUNT_POINTS_EXCLUDE
+        )
+        self.fstype_exclude = opt_regex(
+            options, "filesystem_fs_types_exclude", DEFAULT_FS_TYPES_EXCLUDE
+        )
+        self.disk_exclude = opt_regex(
+            options, "diskstats_device_exclude", DEFAULT_DISK_DEVICE_EXCLUDE
+        )
+        self.netdev_exclude = opt_regex(
+            options, "netdev_device_exclude", DEFAULT_NETDEV_DEVICE_EXCLUDE
+        )
         self._table: dict[str, Callable[[], Iterator[Metric]]] = {
             "cpu": self._cpu,
             "meminfo": self._meminfo,
@@ -202,19 +275,27 @@ class SystemExporter:
     def _filesystem(self) -> Iterator[Metric]:
         labels = ["device", "fstype", "mountpoint"]
         fams = {
-            "size": Family("node_filesystem_size_bytes", "Filesystem size in bytes.", "gauge", labels),
-            "free": Family("node_filesystem_free_bytes", "Filesystem free space in bytes.", "gauge", labels),
+            "size": Family(
+                "node_filesystem_size_bytes", "Filesystem size in bytes.", "gauge", labels
+            ),
+            "free": Family(
+                "node_filesystem_free_bytes", "Filesystem free space in bytes.", "gauge", labels
+            ),
             "avail": Family(
                 "node_filesystem_avail_bytes",
                 "Filesystem space available to non-root users in bytes.",
                 "gauge",
                 labels,
             ),
-            "files": Family("node_filesystem_files", "Filesystem total file nodes.", "gauge", labels),
+            "files": Family(
+                "node_filesystem_files", "Filesystem total file nodes.", "gauge", labels
+            ),
             "files_free": Family(
                 "node_filesystem_files_free", "Filesystem total free file nodes.", "gauge", labels
             ),
-            "readonly": Family("node_filesystem_readonly", "Filesystem read-only status.", "gauge", labels),
+            "readonly": Family(
+                "node_filesystem_readonly", "Filesystem read-only status.", "gauge", labels
+            ),
             "device_error": Family(
                 "node_filesystem_device_error",
                 "Whether an error occurred while getting statistics for the given device.",
@@ -228,7 +309,9 @@ class SystemExporter:
             mounts_file = self.proc / "self" / "mounts"
         seen: set[tuple[str, str, str]] = set()
         for mount in procfs.parse_mounts(procfs.read_text(mounts_file)):
-            if self.mount_exclude.search(mount.mountpoint) or self.fstype_exclude.search(mount.fstype):
+            if self.mount_exclude.search(mount.mountpoint) or self.fstype_exclude.search(
+                mount.fstype
+            ):
                 continue
             key = (mount.device, mount.fstype, mount.mountpoint)
             if key in seen:
@@ -315,7 +398,9 @@ class SystemExporter:
             # rx_nohandler is only in sysfs (and netlink), not in /proc/net/dev.
             try:
                 nohandler = float(
-                    procfs.read_text(self.sys / "class" / "net" / device / "statistics" / "rx_nohandler")
+                    procfs.read_text(
+                        self.sys / "class" / "net" / device / "statistics" / "rx_nohandler"
+                    )
                 )
                 rx["nohandler"].add(nohandler, device)
             except (OSError, ValueError):
@@ -335,11 +420,26 @@ class SystemExporter:
         stat = self._read_stat()
         for name, doc, kind, value in (
             ("node_boot_time_seconds", "Node boot time, in unixtime.", "gauge", stat.boot_time),
-            ("node_context_switches_total", "Total number of context switches.", "counter", stat.context_switches),
+            (
+                "node_context_switches_total",
+                "Total number of context switches.",
+                "counter",
+                stat.context_switches,
+            ),
             ("node_forks_total", "Total number of forks.", "counter", stat.forks),
             ("node_intr_total", "Total number of interrupts serviced.", "counter", stat.interrupts),
-            ("node_procs_blocked", "Number of processes blocked waiting for I/O to complete.", "gauge", stat.procs_blocked),
-            ("node_procs_running", "Number of processes in runnable state.", "gauge", stat.procs_running),
+            (
+                "node_procs_blocked",
+                "Number of processes blocked waiting for I/O to complete.",
+                "gauge",
+                stat.procs_blocked,
+            ),
+            (
+                "node_procs_running",
+                "Number of processes in runnable state.",
+                "gauge",
+                stat.procs_running,
+            ),
         ):
             fam = Family(name, doc, kind)
             fam.add(value)
@@ -379,4 +479,3 @@ class SystemExporter:
 def create(options: Options) -> SystemExporter:
     """Factory for the exporter registry."""
     return SystemExporter(options)
-

@@ -119,6 +119,7 @@ class Engine:
         ctx = self._context(
             int(start_ms), int(end_ms), timeout_s, expr if isinstance(expr, str) else ""
         )
+        ctx.query_step_ms = int(step_ms)
         ev = Evaluator(ctx, steps)
         val = ev.eval(node)
         if isinstance(val, StringValue):

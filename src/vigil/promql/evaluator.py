@@ -42,6 +42,7 @@ class QueryContext:
     query_start: int
     query_end: int
     subquery_step_ms: int
+    query_step_ms: int = 0
     query_text: str = ""
     samples_loaded: int = 0
     peak_samples: int = 0

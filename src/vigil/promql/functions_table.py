@@ -107,7 +107,6 @@ SPECIAL_FUNCTIONS = {
     "quantile_over_time": _quantile_over_time,
     "predict_linear": _predict_linear,
     "double_exponential_smoothing": _double_exp,
-    "holt_winters": _double_exp,
     "absent_over_time": _absent_over_time,
     "histogram_quantile": histogram.histogram_quantile,
     "histogram_quantiles": histogram.histogram_quantiles,

@@ -116,6 +116,36 @@ def _pi(ev: Evaluator, call: ast.Call) -> Value:
     return ScalarBlock(np.full(ev.n_steps, np.pi))
 
 
+def _query_param(which: str) -> InstantFn:
+    """step(), range(), start(), end(): the query's own parameters, in seconds
+    (step and range are 0 for an instant query)."""
+
+    def impl(ev: Evaluator, call: ast.Call) -> Value:
+        c = ev.ctx
+        value = {
+            "step": c.query_step_ms,
+            "range": c.query_end - c.query_start,
+            "start": c.query_start,
+            "end": c.query_end,
+        }[which]
+        return ScalarBlock(np.full(ev.n_steps, value / 1000.0))
+
+    return impl
+
+
+def _extreme_of(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> InstantFn:
+    """min_of / max_of over scalars; NaN in any argument gives NaN (Go math.Min/Max)."""
+
+    def impl(ev: Evaluator, call: ast.Call) -> Value:
+        vals = [ev.eval_scalar(a) for a in call.args]
+        out = vals[0]
+        for v in vals[1:]:
+            out = fn(out, v)
+        return ScalarBlock(out)
+
+    return impl
+
+
 def _vector(ev: Evaluator, call: ast.Call) -> Value:
     s = ev.eval_scalar(call.args[0])
     return VectorBlock(
@@ -373,6 +403,12 @@ INSTANT_FUNCTIONS: dict[str, InstantFn] = {
     "time": _time,
     "pi": _pi,
     "vector": _vector,
+    "step": _query_param("step"),
+    "range": _query_param("range"),
+    "start": _query_param("start"),
+    "end": _query_param("end"),
+    "min_of": _extreme_of(np.minimum),
+    "max_of": _extreme_of(np.maximum),
     "scalar": _scalar,
     "timestamp": _timestamp,
     **{

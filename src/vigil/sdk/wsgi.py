@@ -143,26 +143,30 @@ class VigilWSGIMiddleware:
 
 
 class _Closing:
-    """Wrap a WSGI body so the request is recorded when the server closes it."""
+    """Wrap a WSGI body so the request is recorded once it is fully sent: when
+    the body is exhausted or when the server closes it, whichever comes first."""
 
     def __init__(self, body: Iterable[bytes], on_close: Callable[[], None]) -> None:
         self._body = body
         self._on_close = on_close
-        self._closed = False
+        self._recorded = False
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
+        yield from self._body
+        self._record()
+
+    def _record(self) -> None:
+        if not self._recorded:
+            self._recorded = True
+            self._on_close()
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
                 close()
         finally:
-            self._on_close()
+            self._record()
 
 
 def instrument_flask(app: Any, middleware_kwargs: dict[str, Any], metrics: HttpMetrics) -> Any:
