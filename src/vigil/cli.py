@@ -195,6 +195,29 @@ def alertmanager(config_file: Path, data_dir: Path, listen: str, log_level: str)
     sys.exit(run_standalone(config_file, data_dir, listen, log_level))
 
 
+@main.command("exporter")
+@click.argument("name")
+@click.option("--listen", default="127.0.0.1:9100", show_default=True, metavar="HOST:PORT")
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Exporter option, repeatable (e.g. --option addr=127.0.0.1:6379).",
+)
+def exporter(name: str, listen: str, options: tuple[str, ...]) -> None:
+    """Run one built-in exporter standalone: system, process, redis, postgres, gpu."""
+    from vigil.exporters.standalone import serve
+
+    parsed: dict[str, str] = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--option")
+        parsed[key] = value
+    serve(name, listen, parsed)
+
+
 @main.group("test")
 def test_group() -> None:
     """Test routing decisions and rules without running a server."""

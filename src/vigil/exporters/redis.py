@@ -302,7 +302,7 @@ class RedisExporter:
         if self._databases is None:
             try:
                 reply = self._client.config_get("databases")
-                self._databases = int(reply.get("databases", 0))
+                self._databases = int(str(reply.get("databases", 0)))
             except (redis_py.RedisError, ValueError):
                 # CONFIG is often renamed or ACL-denied on managed Redis; not fatal.
                 self._databases = 0

@@ -113,7 +113,9 @@ def serve(name: str, listen: str, options: Options) -> None:
     try:
         server, exporter = make_server(name, listen, options)
     except (KeyError, ValueError, OSError) as err:
-        raise SystemExit(f"vigil exporter {name}: {err}") from None
+        # str(KeyError) would wrap the message in quotes.
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise SystemExit(f"vigil exporter {name}: {message}") from None
     startup_error: Callable[[], str | None] | None = getattr(exporter, "startup_error", None)
     reason = startup_error() if startup_error else None
     if reason:

@@ -123,14 +123,18 @@ def _set_op(
         for s, rows in _group_rows(rsig).items():
             rpresent[s] = np.asarray(rhs.present[rows].any(axis=0), dtype=bool)
         none = np.zeros(n_steps, dtype=bool)
-        mask = np.array([rpresent.get(s, none) for s in lsig], dtype=bool).reshape(lhs.n_series, n_steps)
+        mask = np.array([rpresent.get(s, none) for s in lsig], dtype=bool).reshape(
+            lhs.n_series, n_steps
+        )
         present = lhs.present & mask if op == "and" else lhs.present & ~mask
         return VectorBlock(lhs.labels, lhs.drop_name, lhs.values, present).compact()
     lpresent: dict[tuple, np.ndarray] = {}
     for s, rows in _group_rows(lsig).items():
         lpresent[s] = np.asarray(lhs.present[rows].any(axis=0), dtype=bool)
     none = np.zeros(n_steps, dtype=bool)
-    mask = np.array([lpresent.get(s, none) for s in rsig], dtype=bool).reshape(rhs.n_series, n_steps)
+    mask = np.array([lpresent.get(s, none) for s in rsig], dtype=bool).reshape(
+        rhs.n_series, n_steps
+    )
     rpres = rhs.present & ~mask
     out = VectorBlock(
         list(lhs.labels) + list(rhs.labels),

@@ -77,7 +77,9 @@ def _quantile_over_time(ev: Evaluator, call: ast.Call) -> Value:
 def _predict_linear(ev: Evaluator, call: ast.Call) -> Value:
     m = ev.eval_matrix(call.args[0])
     d = ev.eval_scalar(call.args[1])
-    return _from_range(m, "predict_linear", range_functions.predict_linear(m, d, m.range_end))
+    # The intercept is taken at the evaluation time, not at the selector's
+    # `@`/offset-shifted time: Prometheus predicts from "now" either way.
+    return _from_range(m, "predict_linear", range_functions.predict_linear(m, d, ev.steps))
 
 
 def _double_exp(ev: Evaluator, call: ast.Call) -> Value:

@@ -9,6 +9,7 @@ monotonic with a 1e-12 relative tolerance, linear interpolation within a bucket.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -17,7 +18,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vigil.model.labels import METRIC_NAME, Labels
-from vigil.promql.errors import ExecutionError
 from vigil.promql.eval_types import Value, VectorBlock
 from vigil.promql.parser import ast
 
@@ -203,8 +203,7 @@ def histogram_quantile(ev: Evaluator, call: ast.Call) -> Value:
 
     q = ev.eval_scalar(call.args[0])
     v = ev.eval_vector(call.args[1])
-    if v.n_series:
-        check_quantile(ev, q, call.args[0])
+    check_quantile(ev, q, call.args[0])
     labels, groups = _bucket_groups(ev, v, call.args[1])
     vals = np.zeros((len(labels), ev.n_steps))
     pres = np.zeros((len(labels), ev.n_steps), dtype=bool)
@@ -236,22 +235,30 @@ def histogram_fraction(ev: Evaluator, call: ast.Call) -> Value:
 
 
 def _q_label(q: float) -> str:
-    if q == int(q):
-        return f"{q:.1f}"
-    return repr(q)
+    """Prometheus's FormatOpenMetricsFloat: shortest form, integers get ".0"."""
+    if math.isnan(q):
+        return "NaN"
+    if math.isinf(q):
+        return "+Inf" if q > 0 else "-Inf"
+    s = repr(q)
+    if "e" not in s and "." not in s:
+        s += ".0"
+    return s
 
 
 def histogram_quantiles(ev: Evaluator, call: ast.Call) -> Value:
     v = ev.eval_vector(call.args[0])
     label = ev.eval_string(call.args[1])
     qs = [ev.eval_scalar(a) for a in call.args[2:]]
+    from vigil.promql.functions_table import check_quantile
+
+    for qv, arg in zip(qs, call.args[2:], strict=True):
+        check_quantile(ev, qv, arg)
     labels, groups = _bucket_groups(ev, v, call.args[0])
     out_labels: list[Labels] = []
     vals, pres = [], []
     for qv in qs:
         for g, members in enumerate(groups):
-            if labels[g].has(label):
-                raise ExecutionError(f'label "{label}" already exists in the input vector')
 
             def solve(
                 b: np.ndarray, c: np.ndarray, cols: np.ndarray, qv: np.ndarray = qv

@@ -72,10 +72,11 @@ def push_metrics(
     Returns the HTTP status. Raises :class:`PushError` on a non-2xx answer or a
     connection failure, so a job can decide whether a failed push fails the run.
     """
-    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client.exposition import generate_latest
 
     body = generate_latest(registry)
-    hdrs = {"Content-Type": CONTENT_TYPE_LATEST, **(headers or {})}
+    # 0.0.4, not prometheus_client's newer default: what every Pushgateway parses.
+    hdrs = {"Content-Type": "text/plain; version=0.0.4; charset=utf-8", **(headers or {})}
     if ttl is not None:
         if ttl <= 0:
             raise ValueError(f"ttl must be positive seconds, got {ttl!r}")

@@ -4,9 +4,12 @@ Two views of the same wire format are built from hand-written descriptors:
 
 - `WriteRequest` (package ``prometheus``), the real schema, used to encode and to
   decode label pairs of series seen for the first time;
-- `FastWriteRequest` (and `KeyWriteRequest`, the same without samples), identical on the wire except that a series' labels are read
-  as opaque ``bytes`` (each one a serialized `Label`). The receiver keys its
-  series cache on those bytes, so a series already seen costs no string decoding.
+- `FastWriteRequest` (and `KeyWriteRequest`, the same without samples), identical
+  on the wire except that a series' labels are read as opaque ``bytes`` (each one
+  a serialized `Label`). The receiver keys its series cache on those bytes, so a
+  series already seen costs no string decoding;
+- `SplitWriteRequest`, where each series is one opaque ``bytes`` field: a request
+  split into its series in C, for `rw_decode.scan`.
 
 Both parse in C with protobuf's upb backend.
 """
@@ -28,6 +31,18 @@ def _field(msg: Any, name: str, number: int, ftype: int, label: int, type_name: 
     f.label = label
     if type_name:
         f.type_name = type_name
+
+
+def _build_split() -> descriptor_pb2.FileDescriptorProto:
+    fd = descriptor_pb2.FileDescriptorProto()
+    fd.name = "vigil/splitprompb/remote.proto"
+    fd.package = "vigil.splitprompb"
+    fd.syntax = "proto3"
+    wr = fd.message_type.add()
+    wr.name = "WriteRequest"
+    _field(wr, "timeseries", 1, _F.TYPE_BYTES, _F.LABEL_REPEATED)
+    _field(wr, "metadata", 3, _F.TYPE_BYTES, _F.LABEL_REPEATED)
+    return fd
 
 
 def _build_file(
@@ -96,3 +111,13 @@ FastWriteRequest: Any = _FAST["WriteRequest"]
 KeyWriteRequest: Any = _classes("vigil.keyprompb", fast=True, keys_only=True)["WriteRequest"]
 """Series carry only their label bytes: after `DiscardUnknownFields()` a series
 re-serializes to exactly its labels, the receiver's cache key."""
+
+
+def _split_class() -> Any:
+    pool = descriptor_pool.DescriptorPool()
+    fd = pool.Add(_build_split())
+    return message_factory.GetMessageClass(fd.message_types_by_name["WriteRequest"])
+
+
+SplitWriteRequest: Any = _split_class()
+"""`timeseries` holds each series' serialized bytes; nothing inside them is parsed."""

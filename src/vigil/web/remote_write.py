@@ -31,6 +31,7 @@ from vigil.model.labels import METRIC_NAME, Labels
 
 from .context import WebContext
 from .prompb import FastWriteRequest, KeyWriteRequest, TimeSeries, WriteRequest
+from .rw_decode import scan
 
 log = logging.getLogger("vigil.web.remote_write")
 
@@ -93,6 +94,56 @@ class RemoteWriteReceiver:
     def decode(self, payload: bytes, appender: Any) -> DecodedBatch:
         """Protobuf bytes -> refs/timestamps/values. New series are registered via
         `appender.series_ref` only after the whole request validated."""
+        layout = scan(payload)
+        if layout is None:
+            return self._decode_protobuf(payload, appender)
+        keys = layout.keys(payload)
+        refs = list(map(self._cache.get, keys))
+        new = self._validate_new(keys, refs)
+        if new:
+            refs = self._register(new, keys, refs, appender)
+        ref_arr = np.array(refs, dtype=np.int64)
+        if not layout.one_sample_each:
+            ref_arr = ref_arr[layout.sample_series]
+        return DecodedBatch(ref_arr, layout.timestamps, layout.values, len(keys), len(new))
+
+    def _validate_new(self, keys: list[bytes], refs: list[int | None]) -> dict[bytes, Labels]:
+        """Labels of the keys not in the cache, each parsed and validated once."""
+        new: dict[bytes, Labels] = {}
+        if None not in refs:
+            return new
+        for i, r in enumerate(refs):
+            if r is None and keys[i] not in new:
+                try:
+                    ts = TimeSeries.FromString(keys[i])
+                except DecodeError as exc:
+                    raise RemoteWriteError(400, f"series {i}: invalid labels: {exc}") from None
+                new[keys[i]] = _validate_labels([(lb.name, lb.value) for lb in ts.labels], i)
+        return new
+
+    def _register(
+        self,
+        new: dict[bytes, Labels],
+        keys: list[bytes],
+        refs: list[int | None],
+        appender: Any,
+    ) -> list[int | None]:
+        cache = self._cache
+        if len(cache) + len(new) > self._max_cache:
+            with self._lock:
+                cache.clear()
+        for k, labels in new.items():
+            cache[k] = appender.series_ref(labels)
+        refs = [cache.get(k) if r is None else r for k, r in zip(keys, refs, strict=True)]
+        if None in refs:  # the cache was cleared concurrently
+            refs = [
+                appender.series_ref(_labels_of(k)) if r is None else r
+                for k, r in zip(keys, refs, strict=True)
+            ]
+        return refs
+
+    def _decode_protobuf(self, payload: bytes, appender: Any) -> DecodedBatch:
+        """The general path: any valid encoding, and the errors for invalid ones."""
         try:
             keys_msg = KeyWriteRequest.FromString(payload)
             samples_msg = FastWriteRequest.FromString(payload)
@@ -101,38 +152,14 @@ class RemoteWriteReceiver:
         # Drop everything but labels so each series re-serializes to its label bytes.
         keys_msg.DiscardUnknownFields()
         keys = [t.SerializeToString() for t in keys_msg.timeseries]
-        cache = self._cache
-        refs: list[int | None] = [cache.get(k) for k in keys]
-        new: dict[bytes, Labels] = {}
-        for i, r in enumerate(refs):
-            if r is None and keys[i] not in new:
-                try:
-                    ts = TimeSeries.FromString(keys[i])
-                except DecodeError as exc:
-                    raise RemoteWriteError(400, f"series {i}: invalid labels: {exc}") from None
-                new[keys[i]] = _validate_labels([(lb.name, lb.value) for lb in ts.labels], i)
+        refs: list[int | None] = [self._cache.get(k) for k in keys]
+        new = self._validate_new(keys, refs)
         tss = samples_msg.timeseries
         counts = [len(t.samples) for t in tss]
-        n = sum(counts)
-        if n == len(counts):  # one sample per series: the usual shape, indexed directly
-            first = [t.samples[0] for t in tss]
-            ts_list = [s.timestamp for s in first]
-            vs_list = [s.value for s in first]
-        else:
-            ts_list = [s.timestamp for t in tss for s in t.samples]
-            vs_list = [s.value for t in tss for s in t.samples]
+        ts_list = [s.timestamp for t in tss for s in t.samples]
+        vs_list = [s.value for t in tss for s in t.samples]
         if new:
-            if len(cache) + len(new) > self._max_cache:
-                with self._lock:
-                    cache.clear()
-            for k, labels in new.items():
-                cache[k] = appender.series_ref(labels)
-            refs = [cache.get(k) if r is None else r for k, r in zip(keys, refs, strict=True)]
-            if any(r is None for r in refs):  # the cache was cleared concurrently
-                refs = [
-                    appender.series_ref(_labels_of(k)) if r is None else r
-                    for k, r in zip(keys, refs, strict=True)
-                ]
+            refs = self._register(new, keys, refs, appender)
         ref_arr = np.repeat(np.asarray(refs, dtype=np.int64), counts)
         return DecodedBatch(
             ref_arr,
