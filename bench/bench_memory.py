@@ -14,8 +14,12 @@ points along the way.
 With --trace, tracemalloc runs during phase 1 and the top allocation sites (by
 file:line) and the most numerous object types are printed.
 
+Phase 0 (instead, --serve S): a real `vigil up` scrapes the target every second
+for S seconds; its RSS is printed every 10 s (what bench_ingest.py measures).
+
 Run: python bench/bench_memory.py [--series 100000] [--scrapes 60]
          [--simulate-minutes 120] [--trace] [--top 25]
+     python bench/bench_memory.py --series 100000 --serve 60
 """
 
 from __future__ import annotations
@@ -133,6 +137,33 @@ def _simulate(db: TSDB, refs: np.ndarray, minutes: int, start_ms: int, checkpoin
             )
 
 
+def _serve_phase(addr: str, seconds: int) -> None:
+    """RSS of a real `vigil up` scraping the target every 1 s, sampled every 10 s."""
+    import peers
+
+    cfg = f"""
+global: {{scrape_interval: 1s, scrape_timeout: 1s}}
+scrape_configs:
+  - job_name: bench
+    static_configs: [{{targets: ['{addr}']}}]
+vigil: {{self_scrape: false}}
+"""
+    with tempfile.TemporaryDirectory(prefix="vigil-mem-") as tmp:
+        srv = peers.start_vigil(Path(tmp), cfg)
+        try:
+            srv.wait_ready()
+            t0 = time.monotonic()
+            while (elapsed := time.monotonic() - t0) < seconds:
+                time.sleep(min(10.0, seconds - elapsed))
+                print(
+                    f"  vigil up: t={time.monotonic() - t0:5.0f} s  "
+                    f"rss={srv.rss_bytes() / 2**20:7.1f} MiB",
+                    flush=True,
+                )
+        finally:
+            srv.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     import asyncio
 
@@ -145,7 +176,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoints", type=int, default=8)
     ap.add_argument("--trace", action="store_true")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument(
+        "--serve",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="instead: run `vigil up` scraping the target for SECONDS and print its RSS",
+    )
     args = ap.parse_args(argv)
+    if args.serve:
+        proc, addr = _start_server(args.series)
+        try:
+            _serve_phase(addr, args.serve)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        return 0
 
     print(f"baseline rss={rss_mb():.1f} MiB (interpreter + imports)")
     proc, addr = _start_server(args.series)
@@ -160,11 +206,12 @@ def main(argv: list[str] | None = None) -> int:
                 if args.trace:
                     tracemalloc.stop()
                 gc.collect()
+                before_trim = rss_mb()
                 _malloc_trim()
                 h = db.head
                 print(
                     f"after {args.scrapes} scrapes of {args.series:,} series: "
-                    f"rss={rss_mb():.1f} MiB  head series={h.num_series:,} "
+                    f"rss={before_trim:.1f} MiB (after malloc_trim {rss_mb():.1f})  head series={h.num_series:,} "
                     f"samples={h.num_samples:,} bytes={h.memory_bytes / 2**20:.1f} MiB"
                 )
                 if snap is not None:

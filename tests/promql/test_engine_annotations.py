@@ -57,11 +57,12 @@ def test_count_values_bad_label(eng: Engine) -> None:
 
 
 def test_quantile_warning(eng: Engine) -> None:
-    res = eng.instant_query(
-        ast.AggregateExpr("quantile", sel("gauge"), param=ast.NumberLiteral(1.5)), 0
-    )
+    res = eng.instant_query("quantile(1.5, gauge)", 0)
     assert res.value[0].v == math.inf
-    assert res.warnings == ["PromQL warning: quantile value should be between 0 and 1, got 1.5"]
+    # the position is line:column of the offending parameter, as Prometheus prints it
+    assert res.warnings == [
+        "PromQL warning: quantile value should be between 0 and 1, got 1.5 (1:10)"
+    ]
 
 
 def test_bucket_label_warning(eng: Engine) -> None:
@@ -95,19 +96,14 @@ def test_limit_ratio_complement(eng: Engine) -> None:
     a, b = count(0.3), count(-0.7)
     assert a | b == {str(i) for i in range(6)} and not a & b
     assert count(1.0) == {str(i) for i in range(6)}
-    res = eng.instant_query(
-        ast.AggregateExpr("limit_ratio", sel("req_total"), param=ast.NumberLiteral(1.1)), 5 * MIN
-    )
+    res = eng.instant_query("count(limit_ratio(1.1, req_total))", 5 * MIN)
+    assert res.value[0].v == 6
     assert res.warnings == [
-        "PromQL warning: ratio value should be between -1 and 1, got 1.1, capping to 1"
+        "PromQL warning: ratio value should be between -1 and 1, got 1.1, capping to 1 (1:19)"
     ]
 
 
 def test_string_query_uses_parser(eng: Engine) -> None:
-    try:
-        from vigil.promql.parser import parse_expr  # type: ignore[attr-defined]  # noqa: F401
-    except ImportError:
-        pytest.skip("parser not available yet")
     res = eng.instant_query('sum(rate(req_total{k="2"}[5m]))', 9 * MIN)
     assert res.value[0].v == pytest.approx(2 / 60)
     with pytest.raises(errors.ParseError):

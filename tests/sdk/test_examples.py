@@ -50,7 +50,10 @@ def test_payment_service_under_uvicorn_workers(tmp_path: Path) -> None:
                     assert r.status_code == 200
                     assert r.json()["request_id"] == r.headers["x-request-id"]
                 for i in range(failed):
-                    r = client.post(f"/payments/f{i}", params={"user_id": "u", "amount": 20000})
+                    # uvicorn drops the connection after an unhandled error: use a new one.
+                    r = httpx.post(
+                        f"{base}/payments/f{i}", params={"user_id": "u", "amount": 20000}
+                    )
                     assert r.status_code == 500
                 time.sleep(0.2)
                 text = client.get("/metrics").text

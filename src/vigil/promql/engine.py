@@ -15,7 +15,7 @@ from vigil.model.labels import METRIC_NAME, Labels
 from vigil.promql.errors import ExecutionError, PromQLError
 from vigil.promql.eval_types import MatrixBlock, ScalarBlock, StringValue, Value, VectorBlock
 from vigil.promql.evaluator import Evaluator, QueryContext, unwrap
-from vigil.promql.parser import ast
+from vigil.promql.parser import ast, parse_expr
 from vigil.promql.result import QueryResult, QueryStats, Sample, Scalar, Series, String
 from vigil.storage.interface import Queryable
 
@@ -23,14 +23,12 @@ _ORDERED_FUNCS = frozenset({"sort", "sort_desc", "sort_by_label", "sort_by_label
 _ORDERED_AGGS = frozenset({"topk", "bottomk"})
 
 
-def _parse(expr: str | ast.Expr) -> ast.Expr:
+def _parse(expr: str | ast.Expr, experimental: bool) -> ast.Expr:
     if isinstance(expr, ast.Expr):
         return expr
-    try:
-        from vigil.promql.parser import parse_expr  # type: ignore[attr-defined]
-    except ImportError as exc:  # the parser ships separately
-        raise ExecutionError("the PromQL parser is not available") from exc
-    return parse_expr(expr)  # type: ignore[no-any-return]
+    if not isinstance(expr, str):
+        raise ExecutionError(f"query must be a string or an AST, got {type(expr).__name__}")
+    return parse_expr(expr, experimental=experimental)
 
 
 class Engine:
@@ -41,6 +39,8 @@ class Engine:
     with `TooManySamplesError`. `timeout_s`: default per-query deadline
     (`QueryTimeoutError`). `subquery_step_ms`: the step of subqueries written
     without one (Prometheus uses the global evaluation interval).
+    `experimental_functions`: accept Prometheus's experimental functions and
+    aggregators (`limitk`, `sort_by_label`, ...) in query strings.
     Thread-safe: queries share no mutable state.
     """
 
@@ -52,6 +52,7 @@ class Engine:
         max_samples: int = 50_000_000,
         timeout_s: float = 120.0,
         subquery_step_ms: int = 60_000,
+        experimental_functions: bool = True,
     ) -> None:
         if lookback_delta_ms <= 0:
             raise ValueError(f"lookback_delta_ms must be positive, got {lookback_delta_ms}")
@@ -62,6 +63,7 @@ class Engine:
         self.max_samples = int(max_samples)
         self.timeout_s = float(timeout_s)
         self.subquery_step_ms = int(subquery_step_ms)
+        self.experimental_functions = bool(experimental_functions)
 
     def _context(self, start: int, end: int, timeout_s: float | None, text: str) -> QueryContext:
         t = self.timeout_s if timeout_s is None else timeout_s
@@ -81,7 +83,7 @@ class Engine:
     ) -> QueryResult:
         """Evaluate `expr` at `t_ms` (int ms). Vector -> list[Sample] with t = t_ms;
         a range vector -> list[Series] of the raw samples in the window."""
-        node = _parse(expr)
+        node = _parse(expr, self.experimental_functions)
         started = time.perf_counter()
         t_ms = int(t_ms)
         ctx = self._context(t_ms, t_ms, timeout_s, expr if isinstance(expr, str) else "")
@@ -113,7 +115,7 @@ class Engine:
             )
         if end_ms < start_ms:
             raise ExecutionError(f"end timestamp {end_ms} must not be before start time {start_ms}")
-        node = _parse(expr)
+        node = _parse(expr, self.experimental_functions)
         started = time.perf_counter()
         steps = np.arange(int(start_ms), int(end_ms) + 1, int(step_ms), dtype=np.int64)
         ctx = self._context(

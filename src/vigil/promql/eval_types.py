@@ -107,7 +107,7 @@ Value = VectorBlock | ScalarBlock | StringValue | MatrixBlock
 
 
 # Series per batched searchsorted: a batch's keys stay small enough for the cache.
-_SEARCH_BATCH = 64
+_SEARCH_BATCH = 16
 
 
 def count_le(ts: np.ndarray, offsets: np.ndarray, queries: np.ndarray) -> np.ndarray:

@@ -51,7 +51,7 @@ class QueryContext:
 
     def position(self, pos: ast.Pos) -> str:
         """`line:col` (1-based) of a node's start in the query text, as Prometheus
-        prints positions in annotations."""
+        prints positions in annotations (line 1 when the query came as an AST)."""
         before = self.query_text[: pos[0]]
         line = before.count("\n") + 1
         col = pos[0] - (before.rfind("\n") + 1) + 1
@@ -59,14 +59,14 @@ class QueryContext:
 
     def warn(self, message: str, pos: ast.Pos | None = None) -> None:
         text = f"PromQL warning: {message}"
-        if pos is not None and self.query_text:
+        if pos is not None:
             text += f" ({self.position(pos)})"
         if text not in self.warnings:
             self.warnings.append(text)
 
     def info(self, message: str, pos: ast.Pos | None = None) -> None:
         text = f"PromQL info: {message}"
-        if pos is not None and self.query_text:
+        if pos is not None:
             text += f" ({self.position(pos)})"
         if text not in self.infos:
             self.infos.append(text)

@@ -111,6 +111,44 @@ def bulk_floats(vals: Sequence[str], openmetrics: bool) -> tuple[np.ndarray, int
     return out, -1
 
 
+def bulk_float_tokens(vals: Sequence[str], openmetrics: bool) -> np.ndarray | None:
+    """Like `bulk_floats` for fast-path value tokens, each of which may carry the one
+    blank that separated it from its series (see `_bulk`); None when some value is not
+    accepted (the caller then reparses carefully to report it)."""
+    joined = "".join(vals)
+    # Printable ASCII rules out every whitespace/unicode-digit leniency of float(),
+    # and the blank count proves each token has at most its one leading blank.
+    if not (joined.isascii() and joined.isprintable() and "_" not in joined):
+        return None
+    if joined.count(" ") > len(vals):
+        return None
+    try:
+        arr = np.array(vals, dtype=np.float64)
+    except ValueError:
+        return _careful_tokens(vals, openmetrics)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        check = om_parse_float if openmetrics else go_parse_float
+        for i in np.flatnonzero(bad).tolist():
+            try:
+                check(vals[i].removeprefix(" "))
+            except ValueError:
+                return None
+    return arr
+
+
+def _careful_tokens(vals: Sequence[str], openmetrics: bool) -> np.ndarray | None:
+    # Forms float() refuses but Go accepts (hex floats): one by one.
+    check = om_parse_float if openmetrics else go_parse_float
+    out = np.empty(len(vals), dtype=np.float64)
+    for i, s in enumerate(vals):
+        try:
+            out[i] = check(s.removeprefix(" "))
+        except ValueError:
+            return None
+    return out
+
+
 def parse_prom_timestamp(s: str) -> int:
     """A Prometheus text timestamp: a base-10 int64 of milliseconds (Go ParseInt)."""
     body = s[1:] if s[:1] in ("+", "-") else s

@@ -1,10 +1,14 @@
 """Prometheus text format 0.0.4, as Prometheus's own parser accepts it.
 
-Hot path: the body is decoded once and split into lines; a sample line is cut with
-``rfind('}')`` and ``split()``, its series text is validated only when the process
-has not seen it before (`PROM_SERIES`), and all values are converted in one bulk
-call at the end. Comment lines other than HELP/TYPE are ignored; blank lines are
-allowed; there is no EOF marker.
+Hot path (`_feed_fast`): comment lines are cut out with one ``split('\\n#')``, the
+remaining sample lines are split into tokens in bulk (`_bulk`), and runs of lines
+``series value`` whose series the process has seen before (`PROM_SERIES`) are taken
+as whole columns; all values are converted in one bulk call. Every other line (new
+series, timestamps, odd blanks) goes through the careful per-line code. Any problem
+at all makes the feed start over on the careful path (`_feed_careful`), which is the
+reference for what is accepted and for every error message and line number. Comment
+lines other than HELP/TYPE are ignored; blank lines are allowed; there is no EOF
+marker.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from vigil.scrape._expo_common import (
     ExpositionError,
     MetricMetadata,
 )
-from vigil.scrape._numbers import bulk_floats, parse_prom_timestamp
+from vigil.scrape._bulk import cut_comments, split_runs, tokenize
+from vigil.scrape._numbers import bulk_float_tokens, bulk_floats, parse_prom_timestamp
 from vigil.scrape._series import (
     NAME_RE,
     PROM_SERIES,
@@ -55,6 +60,10 @@ def unescape_help(raw: str) -> str:
     return "".join(out)
 
 
+class _Careful(Exception):
+    """The fast path met something only the careful path may decide."""
+
+
 class PromTextParser:
     """Incremental parser: `feed` whole lines (any number of times), then `close`.
 
@@ -72,6 +81,55 @@ class PromTextParser:
 
     def feed(self, text: str) -> Exposition:
         """Parse complete lines (a trailing partial line is treated as complete)."""
+        saved = (dict(self.helps), dict(self.types), dict(self.metadata))
+        try:
+            return self._feed_fast(text)
+        except (ExpositionError, _Careful):
+            self.helps, self.types, self.metadata = saved
+            return self._feed_careful(text)
+
+    def _feed_fast(self, text: str) -> Exposition:
+        """The bulk path; raises ExpositionError or _Careful (state then restored by
+        `feed`) whenever the careful path must decide."""
+        keys: list[str] = []
+        vals: list[str] = []
+        ts_at: list[int] = []
+        ts_raw: list[str] = []
+        samples, comments = cut_comments(text)
+        for line in comments:
+            self._comment(line, 0, keys, vals)
+        cache = PROM_SERIES.entries
+        add_key = keys.append
+        add_val = vals.append
+
+        def odd_line(line: str) -> None:
+            key, _, v = line.rpartition(" ")
+            if key in cache:
+                add_key(key)
+                add_val(v)
+                return
+            stripped = line.lstrip(" \t")
+            if stripped[:1] == "#":
+                raise _Careful  # keep metadata in line order: rare, so start over
+            self._slow_line(line, 0, keys, vals, ts_at, ts_raw, [])
+
+        nlines = len(comments)
+        if samples:
+            nlines += split_runs(tokenize(samples), 2, cache, [keys, vals], odd_line)
+        values = bulk_float_tokens(vals, openmetrics=False)
+        if values is None:
+            raise _Careful
+        timestamps = np.full(len(keys), NO_TIMESTAMP, dtype=np.int64)
+        try:
+            for i, raw in zip(ts_at, ts_raw, strict=True):
+                timestamps[i] = parse_prom_timestamp(raw)
+        except ValueError:
+            raise _Careful from None
+        self.lineno += nlines
+        return Exposition(keys, values, timestamps, dict(self.metadata), False)
+
+    def _feed_careful(self, text: str) -> Exposition:
+        """Line by line; the reference behaviour, and the source of every error."""
         keys: list[str] = []
         vals: list[str] = []
         ts_at: list[int] = []

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from vigil.model.labels import METRIC_NAME, Labels
+from vigil.storage.interface import AppendError
 
 from .context import WebContext
 from .prompb import FastWriteRequest, KeyWriteRequest, TimeSeries, WriteRequest
@@ -179,7 +180,15 @@ class RemoteWriteReceiver:
                     400, "out of bounds: a sample's timestamp is too far in the future"
                 )
             if batch.refs.size:
-                app.append_refs(batch.refs, batch.timestamps, batch.values)
+                try:
+                    app.append_refs(batch.refs, batch.timestamps, batch.values)
+                except AppendError:
+                    # A cached ref the store no longer knows (the TSDB collects series
+                    # that went without samples): forget every ref, resolve again.
+                    with self._lock:
+                        self._cache.clear()
+                    batch = self.decode(payload, app)
+                    app.append_refs(batch.refs, batch.timestamps, batch.values)
         except BaseException:
             app.rollback()
             raise

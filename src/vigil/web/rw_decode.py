@@ -187,10 +187,10 @@ def _samples(
     if ((vlen > 9) | (has_t & (vlen < 1))).any():
         return None
     b = buf[(tp + 1)[:, None] + _J10]
-    inside = _J10 < vlen[:, None]
+    inside = vlen[:, None] > _J10
     cont = b >= 0x80
     # Every byte but the varint's last has the continuation bit, exactly.
-    if not ((cont == (_J10 < (vlen - 1)[:, None])) | ~inside).all():
+    if not ((cont == ((vlen - 1)[:, None] > _J10)) | ~inside).all():
         return None
     ts = (((b & 0x7F).astype(np.uint64) << _SHIFTS) * inside).sum(axis=1, dtype=np.uint64)
     return ts.view(np.int64), values

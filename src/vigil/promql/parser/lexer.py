@@ -205,6 +205,8 @@ _UNIT_MS = (
     1000,
     1,
 )
+_UNIT_NAMES = ("y", "w", "d", "h", "m", "s", "ms")
+_DURATION_PART_RE = re.compile(r"\d+([^\d]+)")
 _MAX_DURATION_MS = (1 << 63) // 1_000_000  # a Go time.Duration is int64 nanoseconds
 
 
@@ -218,6 +220,9 @@ def parse_duration(text: str) -> int:
         return 0
     m = _DURATION_RE.match(text)
     if m is None or not any(m.groups()):
+        for unit in _DURATION_PART_RE.findall(text):
+            if unit not in _UNIT_NAMES:
+                raise ValueError(f"unknown unit {go_quote(unit)} in duration {go_quote(text)}")
         raise ValueError(f"not a valid duration string: {go_quote(text)}")
     total = 0
     for g, unit in zip(m.groups(), _UNIT_MS, strict=True):
@@ -233,7 +238,7 @@ def format_duration(ms: int) -> str:
     if ms == 0:
         return "0s"
     out = []
-    for unit, name in zip(_UNIT_MS, ("y", "w", "d", "h", "m", "s", "ms"), strict=True):
+    for unit, name in zip(_UNIT_MS, _UNIT_NAMES, strict=True):
         if ms >= unit:
             out.append(f"{ms // unit}{name}")
             ms %= unit
@@ -264,9 +269,12 @@ def parse_number(text: str) -> float:
     if low.startswith(("0x", "0o", "0b")):
         raise ValueError(f"strconv.ParseFloat: parsing {go_quote(text)}: invalid syntax")
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ValueError(f"strconv.ParseFloat: parsing {go_quote(text)}: invalid syntax") from None
+    if math.isinf(value):
+        raise ValueError(f"strconv.ParseFloat: parsing {go_quote(text)}: value out of range")
+    return value
 
 
 # ---------------------------------------------------------------------------
@@ -302,7 +310,9 @@ class Lexer:
         self.bracket_open = False
         self.got_colon = False
         self.got_duration = False
-        self.done = False
+        # True from "[" until the first number inside it: Prometheus lexes that
+        # stretch as a duration expression, the rest of the brackets as statements.
+        self.duration_start = False
 
     def error(self, message: str, pos: int) -> PromQLParseError:
         return PromQLParseError(message, pos, None, self.q)
@@ -324,7 +334,7 @@ class Lexer:
                 break
 
     def next(self) -> Token:
-        if self.bracket_open:
+        if self.duration_start:
             return self._lex_duration_expr()
         self._skip_space_and_comments()
         start = self.pos
@@ -333,6 +343,8 @@ class Lexer:
                 raise self.error("unexpected end of input inside braces", start)
             if self.paren_depth != 0:
                 raise self.error("unclosed left parenthesis", start)
+            if self.bracket_open:
+                raise self.error("unclosed left bracket", start)
             return Token(EOF, "", start)
         if self.brace_open:
             return self._lex_inside_braces(start)
@@ -360,6 +372,8 @@ class Lexer:
             return self._lex_number_or_duration(start)
         if c in "\"'`":
             return self._lex_string(start)
+        if (_is_alpha(c) or c == ":") and self.bracket_open:
+            return self._lex_in_brackets(start, c)
         if _is_alpha(c) or c == ":":
             return self._lex_keyword_or_identifier(start)
         if c == "(":
@@ -370,20 +384,27 @@ class Lexer:
             self.pos += 1
             self.paren_depth -= 1
             if self.paren_depth < 0:
-                raise self.error("unexpected right parenthesis ')'", start)
+                raise self.error("unexpected right parenthesis ')'", start + 1)
             return Token(")", c, start)
         if c == "{":
             self.pos += 1
             self.brace_open = True
             return Token("{", c, start)
         if c == "[":
+            if self.bracket_open:
+                raise self.error("unexpected left bracket '['", start)
             self.pos += 1
             self.bracket_open = True
+            self.duration_start = True
             self.got_colon = False
             self.got_duration = False
             return Token("[", c, start)
         if c == "]":
-            raise self.error("unexpected right bracket ']'", start)
+            if not self.bracket_open:
+                raise self.error("unexpected right bracket ']'", start)
+            self.pos += 1
+            self.bracket_open = False
+            return Token("]", c, start)
         raise self.error(f"unexpected character: {_go_rune(c)}", start)
 
     # -- inside braces: identifiers are never keywords --------------------------------
@@ -436,6 +457,7 @@ class Lexer:
         if c == "]":
             self.pos += 1
             self.bracket_open = False
+            self.duration_start = False
             self.got_colon = False
             return Token("]", c, start)
         if c == ":":
@@ -457,10 +479,11 @@ class Lexer:
             self.pos += 1
             self.paren_depth -= 1
             if self.paren_depth < 0:
-                raise self.error("unexpected right parenthesis ')'", start)
+                raise self.error("unexpected right parenthesis ')'", start + 1)
             return Token(")", c, start)
         if _is_digit(c) or (c == "." and _is_digit(self._peek(1))):
             self.got_duration = True
+            self.duration_start = False
             return self._lex_number_or_duration(start)
         if _is_alpha(c):
             i = start
@@ -471,6 +494,23 @@ class Lexer:
                 self.pos = i
                 return Token(word, self.q[start:i], start)
         raise self.error(f"unexpected character in duration expression: {_go_rune(c)}", start)
+
+    def _lex_in_brackets(self, start: int, c: str) -> Token:
+        """A word or ':' inside `[...]` after its first number."""
+        if c == ":":
+            if self.got_colon:
+                raise self.error("unexpected colon ':'", start)
+            self.pos += 1
+            self.got_colon = True
+            return Token(":", c, start)
+        i = start
+        while i < self.n and _is_alpha(self.q[i]):
+            i += 1
+        word = self.q[start:i].lower()
+        if word in ("step", "range", "max_of", "min_of"):
+            self.pos = i
+            return Token(word, self.q[start:i], start)
+        raise self.error(f"unexpected character: {_go_rune(c)}, expected ':'", start)
 
     # -- numbers and durations ----------------------------------------------------------
 
@@ -550,14 +590,17 @@ class Lexer:
             if self._peek() == "s":
                 self.pos += 1
         nxt = self._peek()
-        return nxt == "" or not _is_alnum(nxt)
+        if nxt == "" or not _is_alnum(nxt):
+            return True
+        self.pos += 1  # Prometheus's error text includes the offending character
+        return False
 
     def _lex_number_or_duration(self, start: int) -> Token:
         if self._scan_number():
             return Token(NUMBER, self.q[start : self.pos], start)
         if self._accept_remaining_duration():
             return Token(DURATION, self.q[start : self.pos], start)
-        bad = self.q[start : self.pos + 1] if self.pos < self.n else self.q[start:]
+        bad = self.q[start : self.pos]
         raise self.error(f"bad number or duration syntax: {go_quote(bad)}", start)
 
     # -- identifiers and keywords ---------------------------------------------------------

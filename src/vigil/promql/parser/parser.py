@@ -406,7 +406,6 @@ class Parser:
             self.expect("(", "@", "timestamp")
             self.expect(")", "@", "timestamp")
         else:
-            start = self.tok.pos
             sign = 1.0
             if self.tok.kind in ("+", "-"):
                 sign = -1.0 if self.advance().kind == "-" else 1.0
@@ -426,7 +425,9 @@ class Parser:
                 shown = "+Inf" if seconds == math.inf else "-Inf" if seconds == -math.inf else "NaN"
                 if math.isfinite(seconds):
                     shown = f"{seconds:f}"
-                raise self.error(f"timestamp out of bounds for @ modifier: {shown}", start)
+                raise self.error(
+                    f"timestamp out of bounds for @ modifier: {shown}", node_pos(expr)[0]
+                )
             at = _round_half_away(seconds * 1000.0)
         target = expr.selector if isinstance(expr, ast.MatrixSelector) else expr
         if not isinstance(target, (ast.VectorSelector, ast.SubqueryExpr)):
@@ -601,6 +602,7 @@ class Checker:
 
     def __init__(self, parser: Parser) -> None:
         self.p = parser
+        self.bypass_empty_check: set[int] = set()
 
     def err(self, message: str, node: ast.Expr) -> PromQLParseError:
         return self.p.error(message, node_pos(node)[0], node_pos(node)[1])
@@ -668,6 +670,8 @@ class Checker:
                         node,
                     )
             return
+        if id(node) in self.bypass_empty_check:
+            return
         if not any(not m.matches("") for m in node.matchers):
             raise self.err("vector selector must contain at least one non-empty matcher", node)
 
@@ -708,6 +712,8 @@ class Checker:
                     f"{go_quote(fn.name)}, got {n}",
                     node,
                 )
+        if fn.name == "info" and n > 1:
+            self.check_info_selector(node)
         args = []
         for i, arg in enumerate(node.args):
             checked, t = self.check(arg)
@@ -722,6 +728,21 @@ class Checker:
         if all(a is b for a, b in zip(args, node.args, strict=True)):
             return node
         return dataclasses.replace(node, args=tuple(args))
+
+    def check_info_selector(self, node: ast.Call) -> None:
+        """`info(v, {selector})`: the second argument is label matchers only."""
+        sel = node.args[1]
+        if sel.type() != "vector":
+            raise self.err(
+                f'expected type instant vector in call to function "info", got '
+                f"{DOCUMENTED_TYPE[sel.type()]}",
+                node,
+            )
+        if not isinstance(sel, ast.VectorSelector):
+            raise self.err("expected label selectors only", sel)
+        if sel.name is not None:
+            raise self.err("expected label selectors only, got vector selector instead", sel)
+        self.bypass_empty_check.add(id(sel))
 
     def check_binary(self, node: ast.BinaryExpr) -> tuple[ast.Expr, ast.ValueType]:
         lhs, lt = self.check(node.lhs)

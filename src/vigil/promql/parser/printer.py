@@ -124,9 +124,7 @@ def format_expr(node: ast.Expr) -> str:
         return f"({format_expr(node.expr)})"
     if isinstance(node, ast.VectorSelector):
         return (
-            _selector_body(node)
-            + _at_str(node.at, node.at_modifier)
-            + _offset_str(node.offset_ms)
+            _selector_body(node) + _at_str(node.at, node.at_modifier) + _offset_str(node.offset_ms)
         )
     if isinstance(node, ast.MatrixSelector):
         vs = node.selector
@@ -193,6 +191,17 @@ def ast_equal(a: object, b: object) -> bool:
         return a == b or (math.isnan(a) and math.isnan(b))
     if isinstance(a, Matcher):
         return a == b
+    if isinstance(a, ast.VectorSelector):
+        assert isinstance(b, ast.VectorSelector)
+        # Matcher order carries no meaning (the printer sorts them).
+        if sorted(map(format_matcher, a.matchers)) != sorted(map(format_matcher, b.matchers)):
+            return False
+        return (a.name, a.offset_ms, a.at, a.at_modifier) == (
+            b.name,
+            b.offset_ms,
+            b.at,
+            b.at_modifier,
+        )
     if isinstance(a, tuple):
         assert isinstance(b, tuple)
         return len(a) == len(b) and all(ast_equal(x, y) for x, y in zip(a, b, strict=True))
