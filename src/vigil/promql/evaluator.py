@@ -187,24 +187,21 @@ class Evaluator:
         hints = SelectHints(start=int(self.steps[0]), end=int(self.steps[-1]))
         series = self.select(node.matchers, mint, maxt, hints)
         n = len(series)
-        values = np.zeros((n, self.n_steps))
-        present = np.zeros((n, self.n_steps), dtype=bool)
-        stamps = np.zeros((n, self.n_steps), dtype=np.int64)
-        floor = teff - lookback
-        for i, s in enumerate(series):
-            ts, vs = s.timestamps, s.values
-            if len(ts) == 0:
-                continue
-            idx = np.searchsorted(ts, teff, side="right") - 1
-            ok = idx >= 0
-            idc = np.maximum(idx, 0)
-            got_t = ts[idc]
-            got_v = vs[idc]
-            ok &= got_t > floor
-            ok &= ~stale_mask(got_v)
-            values[i] = got_v
-            present[i] = ok
-            stamps[i] = got_t
+        if n == 0:
+            return VectorBlock.empty(self.n_steps), np.zeros((0, self.n_steps), dtype=np.int64)
+        lens = np.array([len(s.timestamps) for s in series], dtype=np.int64)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        ts = np.concatenate([s.timestamps for s in series]).astype(np.int64, copy=False)
+        vs = np.concatenate([s.values for s in series]).astype(np.float64, copy=False)
+        # Index of the newest sample at or before each step, for all series at once.
+        idx = count_le(ts, offsets, teff) - 1
+        present = idx >= offsets[:-1, None]
+        np.maximum(idx, 0, out=idx)
+        stamps = ts[idx]
+        values = vs[idx]
+        present &= stamps > (teff - lookback)[None, :]
+        present &= ~stale_mask(values)
         block = VectorBlock([s.labels for s in series], np.zeros(n, dtype=bool), values, present)
         keep = present.any(axis=1)
         if not keep.all():

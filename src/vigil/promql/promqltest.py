@@ -38,11 +38,15 @@ EPSILON = 1e-6  # relative tolerance, as Prometheus's almost.Equal
 _MIN_NORMAL = 2.2250738585072014e-308
 
 _PAT_LOAD = re.compile(r"^load(?:_(with_nhcb))?\s+(.+?)$")
-_PAT_INSTANT = re.compile(r"^eval(?:_(fail|warn|ordered|info))?\s+instant\s+(?:at\s+(.+?))?\s+(.+)$")
+_PAT_INSTANT = re.compile(
+    r"^eval(?:_(fail|warn|ordered|info))?\s+instant\s+(?:at\s+(.+?))?\s+(.+)$"
+)
 _PAT_RANGE = re.compile(
     r"^eval(?:_(fail|warn|info))?\s+range\s+from\s+(.+)\s+to\s+(.+)\s+step\s+(.+?)\s+(.+)$"
 )
-_PAT_EXPECT = re.compile(r"^expect\s+(ordered|fail|warn|no_warn|info|no_info)(?:\s+(regex|msg):(.+))?$")
+_PAT_EXPECT = re.compile(
+    r"^expect\s+(ordered|fail|warn|no_warn|info|no_info)(?:\s+(regex|msg):(.+))?$"
+)
 _PAT_EXPECT_RANGE = re.compile(r"^expect range vector\s+from\s+(.+)\s+to\s+(.+)\s+step\s+(.+)$")
 _NUM = r"(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[iI][nN][fF]|[nN][aA][nN]"
 _PAT_ITEM = re.compile(
@@ -541,9 +545,7 @@ class _Runner:
             return f"{prefix}expected scalar {ev.scalar} but got {got}"
         return None
 
-    def _cmp_vector(
-        self, ev: EvalCmd, got: list[tuple[Labels, float]], prefix: str
-    ) -> str | None:
+    def _cmp_vector(self, ev: EvalCmd, got: list[tuple[Labels, float]], prefix: str) -> str | None:
         if ev.scalar is not None:
             return f"{prefix}expected scalar result, but got vector {got}"
         seen = set()
@@ -583,7 +585,9 @@ class _Runner:
                 if v is not None
             ]
             if want and want[-1][0] > ev.end:
-                return f"expected {len(ev.expected[s.labels])} points for {s.labels}, beyond the range"
+                return (
+                    f"expected {len(ev.expected[s.labels])} points for {s.labels}, beyond the range"
+                )
             got = list(zip(s.timestamps.tolist(), s.values.tolist(), strict=True))
             if len(want) != len(got):
                 return f"expected {len(want)} points for {s.labels}, got {len(got)}: {got}"
@@ -598,7 +602,9 @@ class _Runner:
         return None
 
 
-def run_script(text: str, name: str = "<script>", engine_factory: EngineFactory | None = None) -> FileReport:
+def run_script(
+    text: str, name: str = "<script>", engine_factory: EngineFactory | None = None
+) -> FileReport:
     """Run a script's text. Raises ScriptError if the script is malformed."""
     cmds = parse_script(text)
     return _Runner(name, engine_factory or _default_engine).run(cmds)

@@ -5,6 +5,13 @@ of the series carrying each value, so matchers select series without scanning ev
 label set: an equality matcher is one dict lookup, a regex matcher is evaluated once
 per distinct value of its label (not once per series).
 
+Memory is what limits how many series a head holds, so each series costs little:
+its label set is stored once, built from canonical ``(name, value)`` pairs shared by
+every series carrying that pair (names and values are also `sys.intern`ed, so the
+exposition parser's cache shares the strings); ref -> labels is a list indexed by
+ref; postings are `array('q')` of refs (8 bytes per entry, against ~60 for a set
+entry), kept in ascending order because refs are handed out in increasing order.
+
 Refs are assigned from a counter, never reused within a process (a WAL replay
 restores the refs it finds and continues after the largest). Thread-safety: all
 methods take the registry's own lock; the returned arrays are fresh copies.
@@ -12,7 +19,9 @@ methods take the registry's own lock; the returned arrays are fresh copies.
 
 from __future__ import annotations
 
+import sys
 import threading
+from array import array
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -23,10 +32,42 @@ from vigil.model.matchers import Matcher, MatchType
 _EMPTY = np.empty(0, dtype=np.int64)
 
 
-def _sorted_refs(refs: Iterable[int]) -> np.ndarray:
-    arr = np.fromiter(refs, dtype=np.int64)
-    arr.sort()
-    return arr
+class _Posting:
+    """The series carrying one (name, value): the canonical pair and their refs."""
+
+    __slots__ = ("pair", "refs", "ordered")
+
+    def __init__(self, pair: tuple[str, str]) -> None:
+        self.pair = pair
+        self.refs = array("q")
+        # False after a WAL replay restored refs out of order; sorted when read.
+        self.ordered = True
+
+    def add(self, ref: int) -> None:
+        refs = self.refs
+        if refs and ref < refs[-1]:
+            self.ordered = False
+        refs.append(ref)
+
+    def array(self) -> np.ndarray:
+        """The refs, ascending, as a fresh int64 array (callers may keep it)."""
+        if not self.refs:
+            return _EMPTY
+        view = np.frombuffer(self.refs, dtype=np.int64)
+        if not self.ordered:
+            view.sort()
+            self.ordered = True
+        # A copy: a live view would forbid the array from growing.
+        return view.copy()
+
+    def discard(self, gone: np.ndarray) -> None:
+        """Drop the refs in `gone` (int64, any order)."""
+        cur = np.frombuffer(self.refs, dtype=np.int64)
+        kept = cur[~np.isin(cur, gone)]
+        del cur
+        refs = array("q")
+        refs.frombytes(kept.tobytes())
+        self.refs = refs
 
 
 class SeriesIndex:
@@ -35,10 +76,12 @@ class SeriesIndex:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_labels: dict[Labels, int] = {}
-        self._labels: dict[int, Labels] = {}
-        # name -> value -> set of refs. Sets make deletion at garbage collection
-        # O(1); selections sort the (usually small) result once.
-        self._postings: dict[str, dict[str, set[int]]] = {}
+        # ref -> labels (None: no such series); `_live[ref]` mirrors it for numpy.
+        self._labels: list[Labels | None] = [None]
+        self._live = bytearray(1)
+        self._count = 0
+        # name -> value -> posting.
+        self._postings: dict[str, dict[str, _Posting]] = {}
         self._next_ref = 1
         # Regex results per (matcher, name), valid while the name's value set is
         # unchanged: dashboards repeat the same regexes over a stable value set.
@@ -46,7 +89,7 @@ class SeriesIndex:
         self._value_cache: dict[tuple[object, ...], tuple[int, list[str]]] = {}
 
     def __len__(self) -> int:
-        return len(self._labels)
+        return self._count
 
     @property
     def next_ref(self) -> int:
@@ -77,30 +120,56 @@ class SeriesIndex:
                 # The same label set logged under two refs (a series GC'd and
                 # re-created before a crash): the newest ref wins, the old one
                 # becomes an alias so its samples still land somewhere.
-                self._remove(old)
+                self._remove_many([old])
+            if ref < len(self._labels) and self._labels[ref] is not None:
+                self._remove_many([ref])
             self._add(ref, labels)
             self._next_ref = max(self._next_ref, ref + 1)
 
     def _add(self, ref: int, labels: Labels) -> None:
-        self._by_labels[labels] = ref
-        self._labels[ref] = labels
+        pairs: list[tuple[str, str]] = []
         for name, value in labels:
-            values = self._postings.setdefault(name, {})
-            refs = values.get(value)
-            if refs is None:
-                refs = values[value] = set()
+            values = self._postings.get(name)
+            if values is None:
+                values = self._postings[sys.intern(name)] = {}
+            p = values.get(value)
+            if p is None:
+                p = _Posting((sys.intern(name), sys.intern(value)))
+                values[p.pair[1]] = p
                 self._version[name] = self._version.get(name, 0) + 1
-            refs.add(ref)
+            p.add(ref)
+            pairs.append(p.pair)
+        # The stored label set shares its pairs with every other series: only the
+        # outer tuple is this series' own.
+        canon = Labels.from_sorted(pairs)
+        self._by_labels[canon] = ref
+        grow = ref + 1 - len(self._labels)
+        if grow > 0:
+            self._labels.extend([None] * grow)
+            self._live.extend(bytes(grow))
+        self._labels[ref] = canon
+        self._live[ref] = 1
+        self._count += 1
 
-    def _remove(self, ref: int) -> None:
-        labels = self._labels.pop(ref)
-        if self._by_labels.get(labels) == ref:
-            del self._by_labels[labels]
-        for name, value in labels:
+    def _remove_many(self, refs: Iterable[int]) -> None:
+        """Forget live `refs`, rewriting each touched posting once."""
+        gone: dict[tuple[str, str], list[int]] = {}
+        for ref in refs:
+            labels = self._labels[ref]
+            if labels is None:
+                continue
+            self._labels[ref] = None
+            self._live[ref] = 0
+            self._count -= 1
+            if self._by_labels.get(labels) == ref:
+                del self._by_labels[labels]
+            for pair in labels:
+                gone.setdefault(pair, []).append(ref)
+        for (name, value), rs in gone.items():
             values = self._postings[name]
-            refs = values[value]
-            refs.discard(ref)
-            if not refs:
+            p = values[value]
+            p.discard(np.array(rs, dtype=np.int64))
+            if not p.refs:
                 del values[value]
                 self._version[name] = self._version.get(name, 0) + 1
                 if not values:
