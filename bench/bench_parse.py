@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         n = len(parse(body, ct).keys)
 
         def cold(body: bytes = body, ct: str | None = ct) -> None:
-            _series.PROM_SERIES.entries.clear()
-            _series.OM_SERIES.entries.clear()
+            _series.PROM_SERIES.clear()
+            _series.OM_SERIES.clear()
             parse(body, ct)
 
         t_cold = best_of(args.repeat, cold)

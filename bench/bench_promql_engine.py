@@ -120,6 +120,8 @@ QUERIES = [
     "node_load > 1.5",
     "sum by (job) (rate(http_requests_total[5m])) / on(job) group_left count by (job) (node_load)",
     "quantile_over_time(0.9, node_load[5m])",
+    "stddev by (job) (node_load)",
+    "max_over_time(rate(http_requests_total[5m])[30m:1m])",
 ]
 
 
@@ -138,7 +140,7 @@ def main() -> None:
         parse_expr = None
     for q in QUERIES:
         if parse_expr is not None:
-            expr = parse_expr(q)
+            expr = parse_expr(q, experimental=True)
         elif q == QUERIES[0]:
             expr = _main_query_ast()
         else:

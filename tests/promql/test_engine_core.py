@@ -362,3 +362,10 @@ def test_concurrent_queries(store: MemoryStorage) -> None:
     for t in threads:
         t.join()
     assert not failures
+
+
+def test_stddev_of_identical_values_is_exactly_zero() -> None:
+    s = MemoryStorage()
+    load(s, {'m{a="1"}': [0.1], 'm{a="2"}': [0.1], 'm{a="3"}': [0.1]}, MIN)
+    e = Engine(s)
+    assert vec(e.instant_query(agg("stddev", sel("m")), 0)) == {"{}": 0.0}

@@ -208,3 +208,40 @@ def test_prefix_sums_do_not_leak_precision_across_series() -> None:
     )
     res = {x.labels.get("s"): x.v for x in e.instant_query(both, 199_000).value}
     assert res["b_small"] == pytest.approx(0.3, rel=1e-12)
+
+
+def test_variance_of_constant_window_is_exactly_zero() -> None:
+    e = Engine(_store({"c": [0.1] * 6}, 10_000))
+    expr = ast.Call(
+        "stdvar_over_time",
+        (
+            ast.MatrixSelector(
+                ast.VectorSelector("c", (Matcher(MatchType.EQUAL, "__name__", "c"),)), MIN
+            ),
+        ),
+    )
+    assert _one(e, expr, 50_000) == 0.0
+
+
+def test_counter_reset_series_followed_by_others_in_range_query() -> None:
+    # Series "a" resets and ends early; "b" follows it in the flat arrays. Steps
+    # after "a" ends must neither crash nor borrow "b"'s samples.
+    s = MemoryStorage()
+    app = s.appender()
+    for k, vals in (("a", [5.0, 6.0, 1.0, 2.0]), ("b", [float(i) for i in range(10)])):
+        for i, v in enumerate(vals):
+            app.append(Labels.from_dict({"__name__": "c_total", "k": k}), i * MIN, v)
+    app.commit()
+    e = Engine(s)
+    sel = ast.VectorSelector("c_total", (Matcher(MatchType.EQUAL, "__name__", "c_total"),))
+    res = e.range_query(ast.Call("increase", (ast.MatrixSelector(sel, 3 * MIN),)), 0, 9 * MIN, MIN)
+    got = {
+        x.labels.get("k"): dict(zip(x.timestamps.tolist(), x.values.tolist(), strict=True))
+        for x in res.value
+    }
+    # (0, 3m] holds 6, 1, 2: 2 - 6 + 6 (reset) = 2, extrapolated by 180/120 -> 3
+    assert got["a"][3 * MIN] == pytest.approx(3.0)
+    # (1m, 4m] holds 1, 2: 1, extrapolated 60 s on each side -> 3
+    assert got["a"][4 * MIN] == pytest.approx(3.0)
+    assert 5 * MIN not in got["a"] and 9 * MIN not in got["a"]
+    assert got["b"][9 * MIN] == pytest.approx(3.0)

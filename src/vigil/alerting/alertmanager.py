@@ -27,6 +27,7 @@ from vigil.alerting.dispatch import Dispatcher
 from vigil.alerting.inhibit import Inhibitor
 from vigil.alerting.nflog import NotificationLog
 from vigil.alerting.receivers import build_notifier
+from vigil.alerting.receivers.http import aclose_client
 from vigil.alerting.route import Route
 from vigil.alerting.silence import Silences
 from vigil.alerting.stages import (
@@ -286,5 +287,6 @@ class Alertmanager:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
+        await aclose_client()
         self.store.save_silences(self.silences)
         self.store.save_nflog(self.nflog)

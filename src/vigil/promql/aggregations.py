@@ -27,9 +27,7 @@ if TYPE_CHECKING:
 # Sums of values this large lose precision without compensation; above it the
 # grouped sum switches to a Kahan loop over rows.
 _PLAIN_SUM_ABS = 1e15
-# Largest group-membership matrix (groups x series) used for BLAS reductions.
-_MATMUL_ELEMS = 4_000_000
-_ROW_CHUNK = 512
+_ROW_CHUNK = 128
 
 
 def group_key_fn(grouping: tuple[str, ...], without: bool) -> Callable[[Labels], Labels]:
@@ -81,8 +79,8 @@ def aggregate(ev: Evaluator, node: ast.AggregateExpr) -> VectorBlock:
     ng = len(out_labels)
     drop = np.zeros(ng, dtype=bool)
     np.logical_or.at(drop, gidx, block.drop_name)
-    if op in ("sum", "avg", "count", "group") and ng * block.n_series <= _MATMUL_ELEMS:
-        fast = _matmul_reduce(op, block, gidx, ng)
+    if op in ("sum", "avg", "count", "group"):
+        fast = _chunked_reduce(op, block, gidx, ng)
         if fast is not None:
             out, present = fast
             return VectorBlock(out_labels, drop, out, present).compact()
@@ -121,30 +119,33 @@ def aggregate(ev: Evaluator, node: ast.AggregateExpr) -> VectorBlock:
     return VectorBlock(out_labels, drop, np.where(present, out, 0.0), present).compact()
 
 
-def _matmul_reduce(
+def _chunked_reduce(
     op: str, block: VectorBlock, gidx: np.ndarray, ng: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """sum/avg/count/group as products with a 0/1 group-membership matrix.
+    """sum/avg/count/group over rows taken in group order, a chunk at a time.
 
-    BLAS does this far faster than grouped reductions; rows are processed in
-    chunks so temporaries stay in cache. Only valid when every value is finite
-    and moderate (0 * Inf would leak NaN into other groups, and huge values need
-    compensated summation); returns None otherwise."""
+    Each chunk is reduced with `reduceat` and its partial sums added to the
+    groups, so temporaries stay small and in cache. Plain summation is exact
+    enough only when every value is finite and moderate (huge values need the
+    compensated path); returns None otherwise."""
     n, steps = block.values.shape
     count = np.zeros((ng, steps))
     total = np.zeros((ng, steps))
     want_sum = op in ("sum", "avg")
+    order = np.argsort(gidx, kind="stable")
+    sorted_g = gidx[order]
     for a in range(0, n, _ROW_CHUNK):
-        b = min(n, a + _ROW_CHUNK)
-        g = np.zeros((ng, b - a))
-        g[gidx[a:b], np.arange(b - a)] = 1.0
-        p = block.present[a:b]
-        count += g @ p.astype(np.float64)
+        rows = order[a : a + _ROW_CHUNK]
+        g = sorted_g[a : a + _ROW_CHUNK]
+        starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        groups = g[starts]
+        p = block.present[rows]
+        count[groups] += np.add.reduceat(p, starts, axis=0, dtype=np.float64)
         if want_sum:
-            x = np.where(p, block.values[a:b], 0.0)
+            x = np.where(p, block.values[rows], 0.0)
             if not np.isfinite(x).all() or float(np.abs(x).max(initial=0.0)) >= _PLAIN_SUM_ABS:
                 return None
-            total += g @ x
+            total[groups] += np.add.reduceat(x, starts, axis=0)
     present = count > 0
     if op == "count":
         return count, present
@@ -221,11 +222,27 @@ def _incremental_mean(xs: list[float]) -> float:
 def _grouped_var(
     vals: np.ndarray, pres: np.ndarray, starts: np.ndarray, count: np.ndarray
 ) -> np.ndarray:
-    x = np.where(pres, vals, 0.0)
-    mean = np.add.reduceat(x, starts, axis=0) / count
-    gidx = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, vals.shape[0]]))
-    dev = np.where(pres, vals - mean[gidx], 0.0)
-    return np.add.reduceat(dev * dev, starts, axis=0) / count
+    """Welford's online variance per group, in input order, as Prometheus does it
+    (so identical values give exactly 0). Rows are sorted by group; update k
+    handles the k-th member of every group at once."""
+    ng, steps = len(starts), vals.shape[1]
+    sizes = np.diff(np.r_[starts, vals.shape[0]])
+    n = np.zeros((ng, steps))
+    mean = np.zeros((ng, steps))
+    acc = np.zeros((ng, steps))
+    for k in range(int(sizes.max())):
+        groups = np.flatnonzero(sizes > k)
+        rows = starts[groups] + k
+        live = pres[rows]
+        x = vals[rows]
+        n_g = n[groups] + live
+        delta = x - mean[groups]
+        new_mean = mean[groups] + delta / np.maximum(n_g, 1)
+        new_acc = acc[groups] + delta * (x - new_mean)
+        n[groups] = n_g
+        mean[groups] = np.where(live, new_mean, mean[groups])
+        acc[groups] = np.where(live, new_acc, acc[groups])
+    return acc / count
 
 
 def _grouped_quantile(

@@ -198,6 +198,17 @@ def _solve(
     return out, ok
 
 
+def _monotonicity_info(
+    ev: Evaluator, v: VectorBlock, members: list[tuple[float, int]], arg: ast.Expr
+) -> None:
+    ev.ctx.info(
+        "input to histogram_quantile needed to be fixed for monotonicity (see "
+        "https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) "
+        f'for metric name "{v.labels[members[0][1]].metric_name}"',
+        getattr(arg, "pos", None),
+    )
+
+
 def histogram_quantile(ev: Evaluator, call: ast.Call) -> Value:
     from vigil.promql.functions_table import check_quantile
 
@@ -211,12 +222,7 @@ def histogram_quantile(ev: Evaluator, call: ast.Call) -> Value:
         _FORCED.flag = False
         vals[g], pres[g] = _solve(v, members, lambda b, c, cols: bucket_quantile(q[cols], b, c))
         if _FORCED.flag:
-            ev.ctx.info(
-                "input to histogram_quantile needed to be fixed for monotonicity (see "
-                "https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) "
-                f'for metric name "{v.labels[members[0][1]].metric_name}"',
-                getattr(call.args[1], "pos", None),
-            )
+            _monotonicity_info(ev, v, members, call.args[1])
     return VectorBlock(labels, np.ones(len(labels), dtype=bool), vals, pres).compact()
 
 
@@ -265,7 +271,10 @@ def histogram_quantiles(ev: Evaluator, call: ast.Call) -> Value:
             ) -> np.ndarray:
                 return bucket_quantile(qv[cols], b, c)
 
+            _FORCED.flag = False
             r, ok = _solve(v, members, solve)
+            if _FORCED.flag:
+                _monotonicity_info(ev, v, members, call.args[0])
             out_labels.append(labels[g].set(label, _q_label(float(qv[0]))))
             vals.append(r)
             pres.append(ok)

@@ -18,6 +18,7 @@ Entry points: `run_file(path) -> FileReport`, `run_script(text, name)`, and
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import sys
@@ -571,7 +572,7 @@ class _Runner:
             return "expected ordered result, but query returned a matrix"
         if ev.scalar is not None:
             return "expected scalar result, but got matrix"
-        for a, b in zip(series, series[1:], strict=False):
+        for a, b in itertools.pairwise(series):
             if a.labels > b.labels:
                 return f"matrix is not sorted: {b.labels} after {a.labels}"
         seen = set()

@@ -104,17 +104,28 @@ def kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
 # --- rate family ---------------------------------------------------------------
 
 
-def _reset_prefix(m: MatrixBlock) -> Arr | None:
-    """Prefix sums of counter-reset corrections (None when no series resets)."""
+def _reset_corrections(m: MatrixBlock) -> dict[int, Arr]:
+    """Per series that has counter resets: prefix sums (over its own samples) of
+    the value lost at each reset. Resets are rare, so only those series get an
+    array; every other series needs no correction at all."""
     vs = m.vs
     if len(vs) < 2:
-        return None
-    add = np.zeros(len(vs))
-    drops = vs[1:] < vs[:-1]
-    if not drops.any():
-        return None
-    add[1:] = np.where(drops, vs[:-1], 0.0)
-    return _pair_prefix(m, add)
+        return {}
+    drops = np.flatnonzero(vs[1:] < vs[:-1]) + 1
+    if len(drops) == 0:
+        return {}
+    # A drop across a series boundary is not a reset.
+    series = np.searchsorted(m.offsets, drops, side="right") - 1
+    inside = drops != m.offsets[series]
+    drops, series = drops[inside], series[inside]
+    out: dict[int, Arr] = {}
+    for i in np.unique(series).tolist():
+        a, b = int(m.offsets[i]), int(m.offsets[i + 1])
+        add = np.zeros(b - a)
+        local = drops[series == i] - a
+        add[local] = vs[a:b][local - 1]
+        out[i] = np.cumsum(add)
+    return out
 
 
 # Rows per chunk: keeps the temporaries of the rate arithmetic in cache.
@@ -131,7 +142,8 @@ def extrapolated_rate(m: MatrixBlock, is_counter: bool, is_rate: bool) -> RangeR
         return _empty_like(m)
     out = np.zeros(shape)
     present = (m.hi - m.lo) >= 2
-    resets_c = _reset_prefix(m) if is_counter else None
+    corrections = _reset_corrections(m) if is_counter else {}
+    reset_rows = np.array(sorted(corrections), dtype=np.int64)
     last = len(m.vs) - 1
     vs = m.vs
     ts_f = m.ts.astype(np.float64)
@@ -150,9 +162,16 @@ def extrapolated_rate(m: MatrixBlock, is_counter: bool, is_rate: bool) -> RangeR
             first_v = vs[lo_c]
             result = vs[hi_c]
             result -= first_v
-            if resets_c is not None:
-                result += resets_c[hi_c]
-                result -= resets_c[lo_c]
+            for row in reset_rows[(reset_rows >= a) & (reset_rows < b)].tolist():
+                c = corrections[row]
+                base = int(m.offsets[row])
+                k = row - a
+                top = len(c) - 1
+                # Windows without samples point outside the series; they are
+                # masked out below, the clip only keeps the lookup in bounds.
+                hi_l = np.clip(hi_c[k] - base, 0, top)
+                lo_l = np.clip(lo_c[k] - base, 0, top)
+                result[k] += c[hi_l] - c[lo_l]
             first_t = ts_f[lo_c]
             last_t = ts_f[hi_c]
             sampled = last_t - first_t
@@ -303,12 +322,15 @@ def _prefix_or_exact(m: MatrixBlock, exact: Callable[[Arr], float], avg: bool) -
     ok = n >= 1
     if len(m.vs) == 0:
         return _empty_like(m)
-    c = segmented_cumsum(np.where(np.isfinite(m.vs), m.vs, 0.0), m.offsets)
     last = len(m.vs) - 1
-    # Window sum = running total at its last sample minus the running total just
-    # before it (zero when the window starts at its series' first sample).
-    before = np.where(m.lo > m.offsets[:-1][:, None], c[np.clip(m.lo - 1, 0, last)], 0.0)
-    out = c[np.clip(m.hi - 1, 0, last)] - before
+    # Huge values may overflow the running totals; those series are recomputed
+    # exactly below, so the overflow is expected here.
+    with np.errstate(over="ignore", invalid="ignore"):
+        c = segmented_cumsum(np.where(np.isfinite(m.vs), m.vs, 0.0), m.offsets)
+        # Window sum = running total at its last sample minus the running total
+        # just before it (zero when the window starts at its series' first sample).
+        before = np.where(m.lo > m.offsets[:-1][:, None], c[np.clip(m.lo - 1, 0, last)], 0.0)
+        out = c[np.clip(m.hi - 1, 0, last)] - before
     if avg:
         with np.errstate(divide="ignore", invalid="ignore"):
             out = out / np.maximum(n, 1)
@@ -471,18 +493,38 @@ def mad_over_time(m: MatrixBlock) -> RangeResult:
     return out, ok
 
 
+def kahan_inc_arrays(inc: Arr, total: Arr, c: Arr) -> tuple[Arr, Arr]:
+    """`kahan_inc` element-wise over arrays."""
+    t = total + inc
+    big = np.abs(total) >= np.abs(inc)
+    c = np.where(np.isinf(t), 0.0, c + np.where(big, (total - t) + inc, (inc - t) + total))
+    return t, c
+
+
 def _variance(m: MatrixBlock) -> RangeResult:
+    """Welford's online variance with Kahan-compensated updates, as Prometheus's
+    stdvar_over_time computes it (so constant windows give exactly 0). Runs one
+    update per window position, vectorised across all windows."""
     ok = (m.hi - m.lo) >= 1
     out = np.zeros(m.lo.shape)
-    for (r, c), vals, _t, mask in gather_windows(m, ok):
-        cnt = mask.sum(axis=1)
-        with np.errstate(invalid="ignore", over="ignore"):
-            mean = np.where(mask, vals, 0.0).sum(axis=1) / cnt
-            dev = np.where(mask, vals - mean[:, None], 0.0)
-            var = (dev * dev).sum(axis=1) / cnt
-        # A window with NaN or Inf yields NaN, as Welford's update does.
-        bad = (~np.isfinite(vals) & mask).any(axis=1)
-        out[r, c] = np.where(bad, np.nan, var)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for (r, c), vals, _t, mask in gather_windows(m, ok):
+            k = len(r)
+            count = np.zeros(k)
+            mean, c_mean = np.zeros(k), np.zeros(k)
+            aux, c_aux = np.zeros(k), np.zeros(k)
+            for j in range(vals.shape[1]):
+                live = mask[:, j]
+                x = vals[:, j]
+                count = count + live
+                delta = x - (mean + c_mean)
+                nm, ncm = kahan_inc_arrays(delta / np.maximum(count, 1), mean, c_mean)
+                mean = np.where(live, nm, mean)
+                c_mean = np.where(live, ncm, c_mean)
+                na, nca = kahan_inc_arrays(delta * (x - (mean + c_mean)), aux, c_aux)
+                aux = np.where(live, na, aux)
+                c_aux = np.where(live, nca, c_aux)
+            out[r, c] = (aux + c_aux) / count
     return out, ok
 
 

@@ -17,7 +17,16 @@ rebuilt from its tokens, for the careful per-line parser.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+
+class Known(Protocol):
+    """The keys the fast path may take without looking at them (see `SeriesCache`)."""
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def known_run(self, keys: list[str]) -> bool: ...
 
 
 def cut_comments(text: str) -> tuple[str, list[str]]:
@@ -51,10 +60,11 @@ def cut_comments(text: str) -> tuple[str, list[str]]:
 
 
 def tokenize(text: str) -> list[str]:
-    """Tokens of `text` as described above (a trailing newline is dropped first)."""
-    if text.endswith("\n"):
-        text = text[:-1]
-    return text.replace(" ", "\n ").split("\n")
+    """Tokens of `text` as described above (a final newline ends the last line)."""
+    tokens = text.replace(" ", "\n ").split("\n")
+    if text[-1:] == "\n":
+        tokens.pop()
+    return tokens
 
 
 def join_line(tokens: list[str], start: int) -> tuple[str, int]:
@@ -70,7 +80,8 @@ def join_line(tokens: list[str], start: int) -> tuple[str, int]:
 def split_runs(
     tokens: list[str],
     fields: int,
-    known: Container[str],
+    known: Known,
+    learn: Callable[[str], bool],
     columns: list[list[str]],
     odd_line: Callable[[str], None],
 ) -> int:
@@ -79,11 +90,14 @@ def split_runs(
     first keep their leading blank), and passing every other line to `odd_line`
     in order. Returns the number of lines.
 
-    A line is taken in bulk only when its key is in `known`; callers guarantee that
-    no member of `known` starts with a blank (keys never do), which is what proves
-    that the strided slices line up with real lines.
+    `learn(key)` adds a key to `known` when it is a valid series text (False when it
+    is not); it is tried on keys of lines with the right number of tokens, so a new
+    series costs its validation only. A line is taken in bulk only when its key is in
+    `known`; callers guarantee that no member of `known` starts with a blank (valid
+    keys never do), which is what proves that the strided slices line up with lines.
     """
     contains = known.__contains__
+    known_run = known.known_run
     n = len(tokens)
     i = 0
     lines = 0
@@ -94,7 +108,7 @@ def split_runs(
         cols = [tokens[i + f : stop : fields] for f in range(fields)]
         keys = cols[0]
         rows = len(keys)
-        good = rows if all(map(contains, keys)) else _first_false(map(contains, keys))
+        good = rows if rows and known_run(keys) else _first_false(map(contains, keys))
         for col in cols[1:]:
             if good and "".join(col[:good]).count(" ") != good:
                 # a line with fewer blanks: the first value not starting with one
@@ -105,14 +119,19 @@ def split_runs(
         if good and nxt < n and tokens[nxt][:1] == " ":
             good -= 1
             nxt -= fields
-        lines += good
-        if good:
+        if good == rows and rows:
             for f in range(fields):
-                columns[f] += cols[f][:good] if good < rows else cols[f]
-        if rows and good == rows and nxt == stop:
+                columns[f] += cols[f]
+            lines += rows
             i = stop
             window = min(window * 2, 8192)
             continue
+        if _learn_keys(keys, good, contains, learn):
+            continue  # new series: the same window again, now known
+        if good:
+            for f in range(fields):
+                columns[f] += cols[f][:good]
+            lines += good
         if nxt >= n:
             break
         line, i = join_line(tokens, nxt)
@@ -122,8 +141,25 @@ def split_runs(
     return lines
 
 
-def _first_false(flags: object) -> int:
-    for r, ok in enumerate(flags):  # type: ignore[call-overload]
+def _learn_keys(
+    keys: list[str], start: int, contains: Callable[[str], bool], learn: Callable[[str], bool]
+) -> bool:
+    """Learn the unknown keys from `start` on, up to the first that is not a valid
+    series (or is a value: it starts with a blank); whether any was learned."""
+    learned = False
+    for key in keys[start:]:
+        if contains(key):
+            continue
+        if key[:1] == " " or not learn(key):
+            break
+        learned = True
+    return learned
+
+
+def _first_false(flags: Iterator[bool]) -> int:
+    n = 0
+    for ok in flags:
         if not ok:
-            return r
-    raise AssertionError("unreachable: a False was seen")  # pragma: no cover
+            break
+        n += 1
+    return n

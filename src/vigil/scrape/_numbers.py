@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 
 import numpy as np
@@ -112,38 +112,138 @@ def bulk_floats(vals: Sequence[str], openmetrics: bool) -> tuple[np.ndarray, int
 
 
 def bulk_float_tokens(vals: Sequence[str], openmetrics: bool) -> np.ndarray | None:
-    """Like `bulk_floats` for fast-path value tokens, each of which may carry the one
+    """Like `bulk_floats` for fast-path value tokens, each of which carries the one
     blank that separated it from its series (see `_bulk`); None when some value is not
     accepted (the caller then reparses carefully to report it)."""
     joined = "".join(vals)
     # Printable ASCII rules out every whitespace/unicode-digit leniency of float(),
-    # and the blank count proves each token has at most its one leading blank.
+    # and the blank count proves each token has just its one leading blank.
     if not (joined.isascii() and joined.isprintable() and "_" not in joined):
         return None
-    if joined.count(" ") > len(vals):
+    if joined.count(" ") != len(vals):
         return None
-    try:
-        arr = np.array(vals, dtype=np.float64)
-    except ValueError:
-        return _careful_tokens(vals, openmetrics)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        check = om_parse_float if openmetrics else go_parse_float
-        for i in np.flatnonzero(bad).tolist():
-            try:
-                check(vals[i].removeprefix(" "))
-            except ValueError:
-                return None
+    check = om_parse_float if openmetrics else go_parse_float
+    got = decimal_tokens(joined, len(vals))
+    if got is None:
+        try:
+            arr = np.array(vals, dtype=np.float64)
+        except ValueError:
+            return _careful_tokens(vals, check)
+        careful = ~np.isfinite(arr)
+    elif isinstance(got, tuple):
+        arr, careful = got
+    else:
+        # a few tokens that are not plain decimals (NaN, Inf, hex): convert the rest
+        # in bulk with a stand-in, those one by one
+        others = list(vals)
+        for i in got.tolist():
+            others[i] = " 0"
+        again = decimal_tokens("".join(others), len(vals))
+        if not isinstance(again, tuple):
+            return _careful_tokens(vals, check)
+        arr, careful = again
+        careful[got] = True
+    for i in np.flatnonzero(careful).tolist():
+        try:
+            arr[i] = check(vals[i][1:])
+        except ValueError:
+            return None
     return arr
 
 
-def _careful_tokens(vals: Sequence[str], openmetrics: bool) -> np.ndarray | None:
+_POW10 = np.array([10.0**k for k in range(23)])  # all exact in float64
+_MAX_DIGITS = 15  # any 15-digit integer is exact in float64 (< 2**53)
+
+
+def decimal_tokens(joined: str, n: int) -> tuple[np.ndarray, np.ndarray] | np.ndarray | None:
+    """Convert `n` plain decimal numbers at once, exactly as float() would.
+
+    `joined` is printable ASCII: each token is introduced by one blank and has the form
+    ``[+-]digits[.digits][(e|E)[+-]digits]``. Digits (dot removed) and exponent are
+    read as integers in bulk; with at most 15 significant digits and a power of ten
+    of at most 22 the result is one correctly rounded IEEE multiplication or division,
+    i.e. the correctly rounded value of the decimal (Clinger's fast path). Returns
+    ``(values, careful)`` where `careful` marks tokens outside that range (convert
+    them one by one); the indices of tokens holding other characters (NaN, Inf, hex)
+    when only a few do; or None when the text is not of this shape at all.
+    """
+    raw = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    size = raw.size
+    blank = raw == 32
+    starts = np.flatnonzero(blank)
+    if starts.size != n or n == 0 or starts[0] != 0:
+        return None
+    digit = (raw - 48) < 10
+    dot = raw == 46
+    expo = (raw | 32) == 101
+    sign = (raw == 43) | (raw == 45)
+    odd = ~(digit | dot | expo | sign | blank)
+    if odd.any():
+        tok = np.unique(np.searchsorted(starts, np.flatnonzero(odd), side="right") - 1)
+        return tok if tok.size * 8 <= n else None
+    ends = np.empty(n, dtype=np.int64)
+    ends[:-1] = starts[1:]
+    ends[-1] = size
+    first = starts + 1
+    if (first >= ends).any():
+        return None  # an empty token
+    spos = np.flatnonzero(sign)
+    if spos.size:
+        before = raw[spos - 1]
+        if not ((before == 32) | ((before | 32) == 101)).all():
+            return None
+    mant_end = ends.copy()
+    has_exp = np.zeros(n, dtype=bool)
+    exp_at = np.flatnonzero(expo)
+    if exp_at.size:
+        etok = np.searchsorted(starts, exp_at, side="right") - 1
+        if (np.diff(etok) == 0).any() or exp_at[-1] + 1 >= size:
+            return None
+        mant_end[etok] = exp_at
+        has_exp[etok] = True
+        exp_digits = ends[etok] - exp_at - 1 - sign[exp_at + 1]
+        if ((exp_digits < 1) | (exp_digits > 4)).any():
+            return None
+    decimals = np.zeros(n, dtype=np.int64)
+    has_dot = np.zeros(n, dtype=bool)
+    dot_at = np.flatnonzero(dot)
+    if dot_at.size:
+        dtok = np.searchsorted(starts, dot_at, side="right") - 1
+        if (np.diff(dtok) == 0).any() or (dot_at >= mant_end[dtok]).any():
+            return None
+        decimals[dtok] = mant_end[dtok] - dot_at - 1
+        has_dot[dtok] = True
+    lead = sign[first]
+    mant_digits = mant_end - first - lead - has_dot
+    if (mant_digits < 1).any():
+        return None
+    text = joined.replace(".", "")
+    if exp_at.size:
+        text = text.replace("e", " ").replace("E", " ")
+    ints = np.fromstring(text, dtype=np.int64, sep=" ")
+    n_exp = int(np.count_nonzero(has_exp))
+    if ints.size != n + n_exp:
+        return None  # pragma: no cover - the shape checks above rule this out
+    at = np.arange(n)
+    if n_exp:
+        at += np.cumsum(has_exp) - has_exp
+        power = np.where(has_exp, ints[np.minimum(at + 1, ints.size - 1)], 0) - decimals
+    else:
+        power = -decimals
+    mant = np.abs(ints[at]).astype(np.float64)
+    careful = (mant_digits > _MAX_DIGITS) | (power > 22) | (power < -22)
+    clipped = np.clip(power, -22, 22)
+    values = np.where(clipped >= 0, mant * _POW10[np.abs(clipped)], mant / _POW10[np.abs(clipped)])
+    np.negative(values, out=values, where=raw[first] == 45)
+    return values, careful
+
+
+def _careful_tokens(vals: Sequence[str], check: Callable[[str], float]) -> np.ndarray | None:
     # Forms float() refuses but Go accepts (hex floats): one by one.
-    check = om_parse_float if openmetrics else go_parse_float
     out = np.empty(len(vals), dtype=np.float64)
     for i, s in enumerate(vals):
         try:
-            out[i] = check(s.removeprefix(" "))
+            out[i] = check(s[1:])
         except ValueError:
             return None
     return out

@@ -106,16 +106,21 @@ class PromTextParser:
             key, _, v = line.rpartition(" ")
             if key in cache:
                 add_key(key)
-                add_val(v)
+                add_val(" " + v)
                 return
             stripped = line.lstrip(" \t")
             if stripped[:1] == "#":
                 raise _Careful  # keep metadata in line order: rare, so start over
+            n = len(vals)
             self._slow_line(line, 0, keys, vals, ts_at, ts_raw, [])
+            if len(vals) > n:
+                vals[n] = " " + vals[n]  # as the bulk-split values have it
 
         nlines = len(comments)
         if samples:
-            nlines += split_runs(tokenize(samples), 2, cache, [keys, vals], odd_line)
+            nlines += split_runs(
+                tokenize(samples), 2, PROM_SERIES, PROM_SERIES.learn, [keys, vals], odd_line
+            )
         values = bulk_float_tokens(vals, openmetrics=False)
         if values is None:
             raise _Careful

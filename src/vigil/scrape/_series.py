@@ -10,6 +10,7 @@ and Prometheus 3's quoted UTF-8 names (``{"my.metric", "a.b"="c"}``).
 from __future__ import annotations
 
 import re
+import sys
 
 NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -194,27 +195,87 @@ def parse_series(key: str, prom: bool) -> tuple[str, Pairs]:
     return name, tuple(sorted(pairs))
 
 
+# Canonical (name, value) pairs shared by every cached parse: label names and most
+# values repeat across series, so a cached parse costs its tuples, not its strings.
+# Cleared when it outgrows the bound (sharing is an optimisation, never needed).
+_PAIRS: dict[tuple[str, str], tuple[str, str]] = {}
+_MAX_PAIRS = 1 << 18
+
+
+def _shared(parsed: tuple[str, Pairs]) -> tuple[str, Pairs]:
+    name, pairs = parsed
+    table = _PAIRS
+    if len(table) >= _MAX_PAIRS:
+        table.clear()
+    out = []
+    for pair in pairs:
+        p = table.get(pair)
+        if p is None:
+            p = (sys.intern(pair[0]), sys.intern(pair[1]))
+            table[p] = p
+        out.append(p)
+    return sys.intern(name), tuple(out)
+
+
 class SeriesCache:
     """Bounded map from series text to its parse, shared by all parses in the process.
 
-    Thread-safe under the GIL (single dict operations); when full it is simply
-    cleared, which costs re-validation only.
+    Besides single keys it remembers runs of consecutive keys (as one string joined
+    with newlines, by their first key): a target writes its series in the same order
+    on every scrape, so a whole run is recognised with one string comparison instead
+    of hashing and looking up every key. Thread-safe under the GIL (single dict
+    operations); when full it is simply cleared, which costs re-validation only.
     """
 
-    def __init__(self, prom: bool, max_entries: int = 1 << 20) -> None:
+    def __init__(self, prom: bool, max_entries: int = 1 << 20, max_run_chars: int = 1 << 27) -> None:
         self.prom = prom
         self.max_entries = max_entries
+        self.max_run_chars = max_run_chars
         self.entries: dict[str, tuple[str, Pairs]] = {}
+        self.runs: dict[str, str] = {}
+        self._run_chars = 0
 
     def get(self, key: str) -> tuple[str, Pairs]:
         hit = self.entries.get(key)
         if hit is not None:
             return hit
-        parsed = parse_series(key, self.prom)
+        parsed = _shared(parse_series(key, self.prom))
         if len(self.entries) >= self.max_entries:
             self.entries.clear()
         self.entries[key] = parsed
         return parsed
+
+    def clear(self) -> None:
+        """Forget everything (tests and benchmarks: the next parse is a first one)."""
+        self.entries.clear()
+        self.runs.clear()
+        self._run_chars = 0
+
+    def learn(self, key: str) -> bool:
+        """Whether `key` is a valid series text (remembering it when it is)."""
+        try:
+            self.get(key)
+        except SeriesSyntaxError:
+            return False
+        return True
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.entries
+
+    def known_run(self, keys: list[str]) -> bool:
+        """Whether every key in the non-empty list `keys` is a valid series text seen
+        before (a key never contains a newline, so the joined form is unambiguous)."""
+        joined = "\n".join(keys)
+        if self.runs.get(keys[0]) == joined:
+            return True
+        if not all(map(self.entries.__contains__, keys)):
+            return False
+        if self._run_chars + len(joined) > self.max_run_chars:
+            self.runs.clear()
+            self._run_chars = 0
+        self.runs[keys[0]] = joined
+        self._run_chars += len(joined)
+        return True
 
 
 PROM_SERIES = SeriesCache(prom=True)

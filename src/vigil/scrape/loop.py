@@ -172,7 +172,8 @@ def check_label_limits(labels: Labels, opts: LoopOptions) -> None:
 
 
 class SeriesCache:
-    """Raw series key -> slot; per slot: final labels and store ref (see module doc).
+    """Raw series key -> slot; per slot: the store ref, and the final labels until the
+    store assigned that ref (see module doc).
 
     Owned by one loop; not thread-safe on its own (the loop's lock guards it).
     """
@@ -514,7 +515,12 @@ class ScrapeLoop:
         if (refs == _UNASSIGNED).any():
             new = np.unique(slots[refs == _UNASSIGNED])
             for s in new.tolist():
-                cache.refs[s] = app.series_ref(cache.labels[s])
+                lbls = cache.labels[s]
+                assert lbls is not None  # unassigned slots keep their labels
+                cache.refs[s] = app.series_ref(lbls)
+                # The store keeps the label set now (the head its own canonical
+                # copy): holding ours too would double every series' identity.
+                cache.labels[s] = None
             out.series_added = len(new)
             refs = cache.refs[slots]
         has_ts = None

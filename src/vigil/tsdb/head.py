@@ -39,7 +39,7 @@ from vigil.storage.interface import (
     SeriesRef,
 )
 from vigil.tsdb.head_index import SeriesIndex
-from vigil.tsdb.head_samples import SampleStore, Segment, gather
+from vigil.tsdb.head_samples import AnySegment, SampleStore, gather
 
 INT64_MIN = int(np.iinfo(np.int64).min)
 INT64_MAX = int(np.iinfo(np.int64).max)
@@ -82,12 +82,13 @@ class Head:
         ooo_window_ms: int = 0,
         log: CommitLog | None = None,
         seal_threshold: int = 1 << 16,
+        pack_threshold: int = 1 << 22,
     ) -> None:
         self.block_duration_ms = block_duration_ms
         self.ooo_window_ms = ooo_window_ms
         self.log = log
         self.index = SeriesIndex()
-        self.store = SampleStore(seal_threshold)
+        self.store = SampleStore(seal_threshold, pack_threshold)
         self._lock = threading.RLock()
         cap = 1024
         self._max_t = np.full(cap, INT64_MIN, dtype=np.int64)
@@ -379,7 +380,7 @@ class Head:
 
     # -- reading ----------------------------------------------------------------
 
-    def snapshot(self) -> list[Segment]:
+    def snapshot(self) -> list[AnySegment]:
         with self._lock:
             return self.store.snapshot()
 

@@ -35,7 +35,7 @@ _EMPTY = np.empty(0, dtype=np.int64)
 class _Posting:
     """The series carrying one (name, value): the canonical pair and their refs."""
 
-    __slots__ = ("pair", "refs", "ordered")
+    __slots__ = ("ordered", "pair", "refs")
 
     def __init__(self, pair: tuple[str, str]) -> None:
         self.pair = pair
@@ -178,25 +178,30 @@ class SeriesIndex:
     def remove(self, refs: Iterable[int]) -> None:
         """Forget these series (garbage collection after head truncation)."""
         with self._lock:
-            for ref in refs:
-                if ref in self._labels:
-                    self._remove(ref)
+            n = len(self._labels)
+            self._remove_many(r for r in refs if 0 <= r < n)
 
     def labels_of(self, ref: int) -> Labels | None:
-        return self._labels.get(ref)
+        if 0 <= ref < len(self._labels):
+            return self._labels[ref]
+        return None
+
+    def _all_refs(self) -> np.ndarray:
+        return np.flatnonzero(np.frombuffer(self._live, dtype=np.uint8)).astype(np.int64)
 
     def all_refs(self) -> np.ndarray:
         with self._lock:
-            return _sorted_refs(self._labels)
+            return self._all_refs()
 
     def items(self) -> list[tuple[int, Labels]]:
         with self._lock:
-            return list(self._labels.items())
+            labels = self._labels
+            return [(r, labels[r]) for r in self._all_refs().tolist()]  # type: ignore[misc]
 
     # -- selection -------------------------------------------------------------
 
-    def _refs_for_values(self, name: str, pred: Matcher, want: bool) -> set[int]:
-        """Union of refs whose value of `name` satisfies (pred == want)."""
+    def _refs_for_values(self, name: str, pred: Matcher, want: bool) -> np.ndarray:
+        """Sorted refs whose value of `name` satisfies (pred == want)."""
         values = self._postings.get(name, {})
         version = self._version.get(name, 0)
         key = (pred.type, pred.name, pred.value, want)
@@ -208,9 +213,13 @@ class SeriesIndex:
             if len(self._value_cache) >= 1024:
                 self._value_cache.clear()
             self._value_cache[key] = (version, chosen)
-        out: set[int] = set()
-        for value in chosen:
-            out |= values[value]
+        if not chosen:
+            return _EMPTY
+        if len(chosen) == 1:
+            return values[chosen[0]].array()
+        # A series has one value per name, so the postings are disjoint.
+        out = np.concatenate([values[v].array() for v in chosen])
+        out.sort()
         return out
 
     def select(self, matchers: Sequence[Matcher]) -> np.ndarray:
@@ -220,7 +229,7 @@ class SeriesIndex:
         series without `a`, `a!=""` those with it, `a=~".*"` everything.
         """
         with self._lock:
-            result: set[int] | None = None
+            result: np.ndarray | None = None
             # Cheap, selective matchers first so later ones intersect small sets.
             ordered = sorted(matchers, key=lambda m: (m.matches_empty(), m.is_regex()))
             for m in ordered:
@@ -228,24 +237,32 @@ class SeriesIndex:
                     # Few candidates left, many values: test the candidates' own
                     # values instead of every value of the label.
                     labels = self._labels
-                    result = {r for r in result if m.matches(labels[r].get(m.name))}
+                    result = np.array(
+                        [
+                            r
+                            for r in result.tolist()
+                            if m.matches(labels[r].get(m.name))  # type: ignore[union-attr]
+                        ],
+                        dtype=np.int64,
+                    )
                 elif m.matches_empty():
                     # Matches series lacking the label too: start from everything
                     # (or the current result) and remove series whose value fails.
-                    base = set(self._labels) if result is None else result
+                    base = self._all_refs() if result is None else result
                     bad = self._refs_for_values(m.name, m, False)
-                    result = base - bad
+                    result = base[~np.isin(base, bad)] if len(bad) else base
                 elif m.type is MatchType.EQUAL:
-                    refs = self._postings.get(m.name, {}).get(m.value, set())
-                    result = set(refs) if result is None else result & refs
+                    p = self._postings.get(m.name, {}).get(m.value)
+                    refs = _EMPTY if p is None else p.array()
+                    result = refs if result is None else _intersect(result, refs)
                 else:
                     good = self._refs_for_values(m.name, m, True)
-                    result = good if result is None else result & good
-                if not result:
+                    result = good if result is None else _intersect(result, good)
+                if not len(result):
                     return _EMPTY
             if result is None:
-                result = set(self._labels)
-            return _sorted_refs(result)
+                result = self._all_refs()
+            return result
 
     # -- statistics ------------------------------------------------------------
 
@@ -260,4 +277,13 @@ class SeriesIndex:
     def postings_stats(self) -> dict[str, dict[str, int]]:
         """name -> value -> number of series (a copy, for status pages)."""
         with self._lock:
-            return {n: {v: len(r) for v, r in vals.items()} for n, vals in self._postings.items()}
+            return {
+                n: {v: len(p.refs) for v, p in vals.items()} for n, vals in self._postings.items()
+            }
+
+
+def _intersect(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection of two sorted arrays of unique refs."""
+    if not len(a) or not len(b):
+        return _EMPTY
+    return np.intersect1d(a, b, assume_unique=True)

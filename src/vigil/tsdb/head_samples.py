@@ -8,6 +8,13 @@ are merged size-tiered (a new segment merges with its predecessor while that one
 at most twice its size), so there are O(log n) of them and every sample is copied
 O(log n) times over its life in the head.
 
+Once the raw segments hold `pack_threshold` samples they are merged into one and
+*packed*: its samples are cut into chunks of `PACK_CHUNK_SAMPLES` consecutive
+samples, each compressed with the block chunk encoding (`vigil.tsdb.chunks`), so
+the bulk of the head costs ~1-2 bytes per sample instead of 16 (the role of
+Prometheus' head chunks). Packed segments are never merged again; a query decodes
+only the chunks holding the selected series.
+
 A query gathers the selected series' slices from every segment with a handful of
 vectorised numpy operations (no per-sample Python loop), giving, per series,
 contiguous sorted arrays the engine can use directly.
@@ -23,9 +30,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vigil.tsdb.chunks import decode_chunk, encode_chunk
+
 _I64 = np.int64
 _EMPTY_I = np.empty(0, dtype=np.int64)
 _EMPTY_F = np.empty(0, dtype=np.float64)
+PACK_CHUNK_SAMPLES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +60,96 @@ class Segment:
     @property
     def nbytes(self) -> int:
         return self.urefs.nbytes + self.off.nbytes + self.ts.nbytes + self.vs.nbytes
+
+    def take(self, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Timestamps and values at sample positions `src`."""
+        return self.ts[src], self.vs[src]
+
+
+@dataclass(frozen=True, slots=True)
+class PackedSegment:
+    """A `Segment` whose samples are stored as compressed chunks.
+
+    Chunk `i` holds the samples at positions `chunk_off[i]:chunk_off[i+1]` (a run of
+    the segment's (ref, t)-sorted samples, possibly spanning series boundaries).
+    `ts` / `vs` decode everything (checkpoints, truncation); queries use `take`.
+    """
+
+    urefs: np.ndarray  # int64, sorted unique
+    off: np.ndarray  # int64, len(urefs) + 1
+    chunks: tuple[bytes, ...]
+    chunk_off: np.ndarray  # int64, len(chunks) + 1
+    mint: int
+    maxt: int
+
+    @property
+    def n(self) -> int:
+        return int(self.chunk_off[-1])
+
+    def sample_refs(self) -> np.ndarray:
+        return np.repeat(self.urefs, np.diff(self.off))
+
+    @property
+    def nbytes(self) -> int:
+        return (
+            self.urefs.nbytes
+            + self.off.nbytes
+            + self.chunk_off.nbytes
+            + sum(len(c) for c in self.chunks)
+        )
+
+    def _decode(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return decode_chunk(self.chunks[i], int(self.chunk_off[i + 1] - self.chunk_off[i]))
+
+    @property
+    def ts(self) -> np.ndarray:
+        return self.unpack().ts
+
+    @property
+    def vs(self) -> np.ndarray:
+        return self.unpack().vs
+
+    def unpack(self) -> Segment:
+        if not self.chunks:
+            return Segment(self.urefs, self.off, _EMPTY_I, _EMPTY_F, self.mint, self.maxt)
+        parts = [self._decode(i) for i in range(len(self.chunks))]
+        ts = np.concatenate([p[0] for p in parts])
+        vs = np.concatenate([p[1] for p in parts])
+        return Segment(self.urefs, self.off, ts, vs, self.mint, self.maxt)
+
+    def take(self, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Timestamps and values at sample positions `src`, decoding only the chunks
+        that hold them."""
+        if len(src) == 0:
+            return _EMPTY_I, _EMPTY_F
+        ci = np.searchsorted(self.chunk_off, src, side="right") - 1
+        need = np.unique(ci)
+        parts = [self._decode(i) for i in need.tolist()]
+        sizes = np.diff(self.chunk_off)[need]
+        # Where each needed chunk starts in the concatenated decoded arrays.
+        start = np.zeros(len(self.chunks), dtype=_I64)
+        start[need] = np.cumsum(sizes) - sizes
+        idx = src - self.chunk_off[ci] + start[ci]
+        if len(parts) == 1:
+            return parts[0][0][idx], parts[0][1][idx]
+        ts = np.concatenate([p[0] for p in parts])
+        vs = np.concatenate([p[1] for p in parts])
+        return ts[idx], vs[idx]
+
+
+AnySegment = Segment | PackedSegment
+
+
+def pack_segment(seg: Segment, chunk_samples: int = PACK_CHUNK_SAMPLES) -> PackedSegment:
+    """Compress `seg`'s samples into chunks of `chunk_samples` consecutive samples."""
+    n = seg.n
+    bounds = np.arange(0, n, chunk_samples, dtype=_I64)
+    chunk_off = np.append(bounds, np.int64(n)).astype(_I64)
+    chunks = tuple(
+        encode_chunk(seg.ts[a:b], seg.vs[a:b])
+        for a, b in zip(chunk_off[:-1].tolist(), chunk_off[1:].tolist(), strict=True)
+    )
+    return PackedSegment(seg.urefs, seg.off, chunks, chunk_off, seg.mint, seg.maxt)
 
 
 def _dedupe_sorted(r: np.ndarray, t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -90,7 +190,7 @@ def build_segment(r: np.ndarray, t: np.ndarray, v: np.ndarray, *, ref_sorted: bo
     return Segment(r[starts], off, t, v, int(t.min()), int(t.max()))
 
 
-def merge_segments(a: Segment, b: Segment) -> Segment:
+def merge_segments(a: AnySegment, b: AnySegment) -> Segment:
     """Merge two segments; for equal (ref, t), `b` (the newer) wins."""
     r = np.concatenate((a.sample_refs(), b.sample_refs()))
     t = np.concatenate((a.ts, b.ts))
@@ -108,7 +208,7 @@ def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
 
 
 def gather(
-    segments: list[Segment], sel: np.ndarray, mint: int, maxt: int
+    segments: list[AnySegment], sel: np.ndarray, mint: int, maxt: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Samples in [mint, maxt] of the sorted refs `sel` across `segments`.
 
@@ -136,14 +236,12 @@ def gather(
     vs = np.empty(total, dtype=np.float64)
     if k == 1:
         src = _ranges(starts[:, 0], lens[:, 0])
-        ts[:] = segs[0].ts[src]
-        vs[:] = segs[0].vs[src]
+        ts[:], vs[:] = segs[0].take(src)
     else:
         for j, s in enumerate(segs):
             src = _ranges(starts[:, j], lens[:, j])
             dst = _ranges(out_start[:, j], lens[:, j])
-            ts[dst] = s.ts[src]
-            vs[dst] = s.vs[src]
+            ts[dst], vs[dst] = s.take(src)
     counts = lens.sum(axis=1)
     bounds = np.zeros(nsel + 1, dtype=_I64)
     np.cumsum(counts, out=bounds[1:])
@@ -205,22 +303,28 @@ def _fix_order(
 
 
 class SampleStore:
-    """Open batches plus size-tiered segments; see the module docstring."""
+    """Open batches, size-tiered raw segments and packed segments (module docstring).
 
-    def __init__(self, seal_threshold: int = 1 << 16) -> None:
+    `pack_threshold` = 0 never packs (every sample stays 16 bytes raw).
+    """
+
+    def __init__(self, seal_threshold: int = 1 << 16, pack_threshold: int = 1 << 22) -> None:
         self.seal_threshold = seal_threshold
+        self.pack_threshold = pack_threshold
+        self._packed: list[PackedSegment] = []  # older than every raw segment
         self._segments: list[Segment] = []
         self._open: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._open_n = 0
 
     @property
     def num_samples(self) -> int:
-        return self._open_n + sum(s.n for s in self._segments)
+        return self._open_n + sum(s.n for s in self._segments) + sum(s.n for s in self._packed)
 
     @property
     def nbytes(self) -> int:
         opened = sum(r.nbytes + t.nbytes + v.nbytes for r, t, v in self._open)
-        return opened + sum(s.nbytes for s in self._segments)
+        raw = sum(s.nbytes for s in self._segments)
+        return opened + raw + sum(s.nbytes for s in self._packed)
 
     def add(self, r: np.ndarray, t: np.ndarray, v: np.ndarray) -> None:
         """Add samples grouped by ref (arrival order within a ref); arrays are kept."""
@@ -232,7 +336,7 @@ class SampleStore:
             self.seal()
 
     def seal(self) -> None:
-        """Turn the open batches into a segment and merge size-tiered."""
+        """Turn the open batches into a segment, merge size-tiered, pack when due."""
         if not self._open:
             return
         if len(self._open) == 1:
@@ -251,38 +355,62 @@ class SampleStore:
             b = segs.pop()
             a = segs.pop()
             segs.append(merge_segments(a, b))
+        if self.pack_threshold and sum(s.n for s in segs) >= self.pack_threshold:
+            whole = segs[0]
+            for later in segs[1:]:
+                whole = merge_segments(whole, later)
+            self._packed.append(pack_segment(whole))
+            self._segments = []
 
-    def snapshot(self) -> list[Segment]:
-        """Seal, then return the (immutable) segments: a consistent read view."""
+    def snapshot(self) -> list[AnySegment]:
+        """Seal, then return the (immutable) segments, oldest first: a consistent
+        read view."""
         self.seal()
-        return list(self._segments)
+        out: list[AnySegment] = list(self._packed)
+        out.extend(self._segments)
+        return out
 
     def truncate(self, cut: int) -> None:
         """Drop every sample with t < cut."""
         self.seal()
-        out: list[Segment] = []
-        for s in self._segments:
+        self._packed = [
+            p if isinstance(p, PackedSegment) else pack_segment(p)
+            for p in self._cut(self._packed, cut)
+        ]
+        self._segments = [
+            s.unpack() if isinstance(s, PackedSegment) else s
+            for s in self._cut(list(self._segments), cut)
+        ]
+
+    @staticmethod
+    def _cut(segments: list[AnySegment], cut: int) -> list[AnySegment]:
+        out: list[AnySegment] = []
+        for s in segments:
             if s.maxt < cut:
                 continue
             if s.mint >= cut:
                 out.append(s)
                 continue
-            keep = s.ts >= cut
-            out.append(
-                build_segment(s.sample_refs()[keep], s.ts[keep], s.vs[keep], ref_sorted=True)
+            raw = s.unpack() if isinstance(s, PackedSegment) else s
+            keep = raw.ts >= cut
+            kept = build_segment(
+                raw.sample_refs()[keep], raw.ts[keep], raw.vs[keep], ref_sorted=True
             )
-        self._segments = [s for s in out if s.n]
+            if kept.n:
+                out.append(kept)
+        return out
 
     def lookup(self, ref: int, t: int) -> float | None:
         """Value stored for (ref, t), or None. For rare checks (out-of-order inserts)."""
-        for s in self._segments:
+        for s in [*self._packed, *self._segments]:
             if s.mint <= t <= s.maxt:
                 i = int(np.searchsorted(s.urefs, ref))
                 if i < len(s.urefs) and s.urefs[i] == ref:
                     lo, hi = int(s.off[i]), int(s.off[i + 1])
-                    j = lo + int(np.searchsorted(s.ts[lo:hi], t))
-                    if j < hi and s.ts[j] == t:
-                        return float(s.vs[j])
+                    ts, vs = s.take(np.arange(lo, hi, dtype=_I64))
+                    j = int(np.searchsorted(ts, t))
+                    if j < len(ts) and ts[j] == t:
+                        return float(vs[j])
         found: float | None = None
         for r, ts, vs in self._open:
             hit = np.flatnonzero((r == ref) & (ts == t))

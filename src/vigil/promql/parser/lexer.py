@@ -99,8 +99,10 @@ class PromQLParseError(ParseError):
         return line, pos - (head.rfind("\n") + 1) + 1
 
     def __str__(self) -> str:
-        if self.position is None or not self.query:
+        if self.position is None:
             return f"parse error: {self.message}"
+        if not self.query:
+            return f"unknown position: parse error: {self.message}"
         line, col = self.line_col()
         return f"{line}:{col}: parse error: {self.message}"
 
@@ -206,7 +208,7 @@ _UNIT_MS = (
     1,
 )
 _UNIT_NAMES = ("y", "w", "d", "h", "m", "s", "ms")
-_DURATION_PART_RE = re.compile(r"\d+([^\d]+)")
+_DURATION_PART_RE = re.compile(r"\d+([a-zA-Z]+)")
 _MAX_DURATION_MS = (1 << 63) // 1_000_000  # a Go time.Duration is int64 nanoseconds
 
 

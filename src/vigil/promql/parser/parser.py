@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 from vigil.model.labels import METRIC_NAME
 from vigil.model.matchers import InvalidRegexError, Matcher, MatchType
@@ -185,7 +186,11 @@ class Parser:
             raise self.unexpected("", "vector selector")
         if self.tok.kind != EOF:
             raise self.unexpected()
-        Checker(self).check(sel)
+        checker = Checker(self)
+        # As Prometheus's ParseMetricSelector: the API itself rejects selectors
+        # whose matchers all match the empty string, with its own message.
+        checker.bypass_empty_check.add(id(sel))
+        checker.check(sel)
         return sel
 
     # -- expressions ----------------------------------------------------------------------
@@ -440,14 +445,15 @@ class Parser:
             raise self.error("@ <timestamp> may not be set multiple times", node_pos(expr)[0])
         return self._rewrap(expr, dataclasses.replace(target, at=at, at_modifier=modifier))
 
-    def _rewrap(self, old: ast.Expr, target: ast.Expr) -> ast.Expr:
+    def _rewrap(self, old: ast.Expr, target: ast.VectorSelector | ast.SubqueryExpr) -> ast.Expr:
         """Put a modified selector/subquery back where it came from, extending spans."""
         end = self.prev_end
         if isinstance(old, ast.MatrixSelector):
             assert isinstance(target, ast.VectorSelector)
-            inner = self._d(target, *_children(target))
-            return self._d(dataclasses.replace(old, selector=inner, pos=(old.pos[0], end)), inner)
-        node = dataclasses.replace(target, pos=(node_pos(target)[0], end))
+            self._d(target)
+            moved = dataclasses.replace(old, selector=target, pos=(old.pos[0], end))
+            return self._d(moved, target)
+        node = dataclasses.replace(target, pos=(target.pos[0], end))
         return self._d(node, *_children(node))
 
     # -- selectors --------------------------------------------------------------------------
@@ -492,7 +498,7 @@ class Parser:
         try:
             return Matcher(_MATCH_OPS[op.kind], label, value.text)
         except InvalidRegexError as exc:
-            raise self.error(str(exc), t.pos, value.end) from None
+            raise self.error(_regex_error(str(exc), value.text), t.pos, value.end) from None
 
     # -- calls and aggregations ---------------------------------------------------------------
 
@@ -584,6 +590,16 @@ class Parser:
                 raise self.unexpected("grouping opts", '"," or ")"')
         self.advance()
         return tuple(labels)
+
+
+def _regex_error(raw: str, pattern: str) -> str:
+    """Go-style `error parsing regexp: <reason>: `<pattern>`` from an RE2 error."""
+    m = re.search(r"b['\"]([^:'\"]+)", raw)
+    reason = m.group(1).strip() if m else "invalid regular expression"
+    reason = {"missing )": "missing closing )", "missing ]": "missing closing ]"}.get(
+        reason, reason
+    )
+    return f"error parsing regexp: {reason}: `{pattern}`"
 
 
 def node_pos(node: ast.Expr) -> ast.Pos:
