@@ -206,14 +206,17 @@ route:
 """
     + _receivers("r0"),
     [
-        # group_wait batches the first two; a third with fewer labels sorts first.
+        # group_wait batches these; in the group, job and instance sort first, then
+        # label sets with fewer labels.
         (0.0, lambda c: c.post_alerts([
             alert(c.t0, {"alertname": "A", "instance": "i2", "zone": "z"}, summary="two"),
             alert(c.t0, {"alertname": "A", "instance": "i1", "zone": "z"}, summary="one"),
-            alert(c.t0, {"alertname": "A", "zone": "z", "x": "1"}),
+            alert(c.t0, {"alertname": "A", "a": "1", "b": "2"}),
+            alert(c.t0, {"alertname": "A", "z": "1"}),
             alert(c.t0, {"alertname": "A", "job": "j"}),
         ])),
-        (0.3, lambda c: c.post_alerts([alert(c.t0, {"alertname": "B"}, start=-0.5)])),
+        # Older than group_wait: its new group flushes at once.
+        (0.3, lambda c: c.post_alerts([alert(c.t0, {"alertname": "B"}, start=-3)])),
         # A late alert joins group A at its next group_interval flush.
         (2.2, lambda c: c.post_alerts([alert(c.t0, {"alertname": "A", "instance": "i3"})])),
         # Resolving one alert (endsAt now) is sent at the next flush (send_resolved).

@@ -245,3 +245,11 @@ def test_counter_reset_series_followed_by_others_in_range_query() -> None:
     assert got["a"][4 * MIN] == pytest.approx(3.0)
     assert 5 * MIN not in got["a"] and 9 * MIN not in got["a"]
     assert got["b"][9 * MIN] == pytest.approx(3.0)
+
+
+def test_quantile_over_time_orders_nan_first_as_go_does() -> None:
+    e = Engine(_store({"q": [2.0, math.nan, 1.0]}, MIN))
+    # Go sorts NaN before every number: [NaN, 1, 2] -> the median is 1
+    assert _one(e, _call("quantile_over_time", "q", 5 * MIN, first=0.5), 2 * MIN) == 1.0
+    assert math.isnan(_one(e, _call("quantile_over_time", "q", 5 * MIN, first=0), 2 * MIN))
+    assert _one(e, _call("quantile_over_time", "q", 5 * MIN, first=1), 2 * MIN) == 2.0

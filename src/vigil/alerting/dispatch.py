@@ -16,6 +16,7 @@ a fake clock; `run()` is the real-time loop around it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -30,16 +31,40 @@ from vigil.model.labels import Labels
 log = logging.getLogger("vigil.alerting")
 
 
-def alert_sort_key(a: Alert) -> tuple[int, str, int, str, tuple[tuple[str, str], ...]]:
-    """Alertmanager's order inside a group: by job, then instance, then labels."""
-    job, inst = a.labels.get("job"), a.labels.get("instance")
-    return (
-        0 if a.labels.has("job") else 1,
-        job,
-        0 if a.labels.has("instance") else 1,
-        inst,
-        tuple(a.labels),
-    )
+def _labels_before(a: Labels, b: Labels) -> int:
+    # Prometheus's LabelSet.Before: fewer labels first, then by the values of
+    # the sorted union of names, a missing name sorting first.
+    if len(a) != len(b):
+        return -1 if len(a) < len(b) else 1
+    for n in sorted({*a.names(), *b.names()}):
+        if not a.has(n):
+            return -1
+        if not b.has(n):
+            return 1
+        va, vb = a.get(n), b.get(n)
+        if va != vb:
+            return -1 if va < vb else 1
+    return 0
+
+
+def _alert_cmp(x: Alert, y: Alert) -> int:
+    for name in ("job", "instance"):
+        hx, hy = x.labels.has(name), y.labels.has(name)
+        if not hx and not hy:
+            continue
+        if not hx:
+            return 1
+        if not hy:
+            return -1
+        vx, vy = x.labels.get(name), y.labels.get(name)
+        if vx != vy:
+            return -1 if vx < vy else 1
+    return _labels_before(x.labels, y.labels)
+
+
+alert_sort_key = functools.cmp_to_key(_alert_cmp)
+"""Alertmanager's order inside a group: by job, then instance, then label sets
+(fewer labels first). Use as ``sorted(alerts, key=alert_sort_key)``."""
 
 
 @dataclass(eq=False)

@@ -2,7 +2,10 @@
 
 A target is muted when some rule's target matchers accept it and a *firing*
 alert accepted by the source matchers has the same values for every `equal`
-label (absent counts as equal to absent). An alert never inhibits itself.
+label (absent counts as equal to absent). As in Alertmanager, when the target
+also matches the rule's source side, source alerts that match the target side
+too are disregarded: two alerts matching both sides never inhibit each other
+(nor does an alert inhibit itself).
 """
 
 from __future__ import annotations
@@ -34,14 +37,16 @@ class Inhibitor:
         if not rules:
             return []
         now = self._now()
-        fp_self = Alert(labels).fp
+        two_sided = [matches_all(r.source_matchers, labels) for r in rules]
         out: set[str] = set()
         for a in self._alerts():
-            if a.resolved(now) or a.fp == fp_self:
+            if a.resolved(now):
                 continue
-            for r in rules:
-                if matches_all(r.source_matchers, a.labels) and all(
-                    a.labels.get(n) == labels.get(n) for n in r.equal
+            for r, exclude in zip(rules, two_sided, strict=True):
+                if (
+                    matches_all(r.source_matchers, a.labels)
+                    and all(a.labels.get(n) == labels.get(n) for n in r.equal)
+                    and not (exclude and matches_all(r.target_matchers, a.labels))
                 ):
                     out.add(a.fingerprint)
         return sorted(out)

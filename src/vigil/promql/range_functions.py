@@ -413,10 +413,13 @@ def ts_of_min_over_time(m: MatrixBlock) -> RangeResult:
 # --- gathered windows ------------------------------------------------------------
 
 
-def gather_windows(m: MatrixBlock, ok: Arr) -> Iterator[tuple[tuple[Arr, Arr], Arr, Arr, Arr]]:
+def gather_windows(
+    m: MatrixBlock, ok: Arr, with_times: bool = True
+) -> Iterator[tuple[tuple[Arr, Arr], Arr, Arr, Arr]]:
     """Yield (row/col index of windows, values [k, W], times [k, W], mask [k, W])
     for the windows selected by `ok`, in chunks of bounded size. Padding holds NaN
-    values and is False in the mask."""
+    values and is False in the mask. Without `with_times` the third item is the
+    gather index array instead of timestamps (saves a gather)."""
     rows, cols = np.nonzero(ok)
     if len(rows) == 0:
         return
@@ -432,7 +435,7 @@ def gather_windows(m: MatrixBlock, ok: Arr) -> Iterator[tuple[tuple[Arr, Arr], A
         mask = ar[None, :] < n[a:b, None]
         idx = np.minimum(idx, last)
         vals = np.where(mask, m.vs[idx], np.nan)
-        times = m.ts[idx]
+        times = m.ts[idx] if with_times else idx
         yield (rows[a:b], cols[a:b]), vals, times, mask
 
 
@@ -444,6 +447,8 @@ def _sorted_go_order(vals: Arr, mask: Arr) -> tuple[Arr, Arr]:
     padded = np.where(mask, vals, np.inf)
     # np.sort puts NaN last; real +Inf and padding compare equal, which is harmless.
     s = np.sort(padded, axis=1)
+    if not nan_cnt.any():
+        return s, cnt
     width = vals.shape[1]
     pos = np.arange(width)[None, :]
     src = np.clip(pos - nan_cnt[:, None], 0, width - 1)
@@ -473,7 +478,7 @@ def quantile_sorted(q: Arr, s: Arr, cnt: Arr) -> Arr:
 def quantile_over_time(m: MatrixBlock, q_steps: Arr) -> RangeResult:
     ok = (m.hi - m.lo) >= 1
     out = np.zeros(m.lo.shape)
-    for (r, c), vals, _t, mask in gather_windows(m, ok):
+    for (r, c), vals, _t, mask in gather_windows(m, ok, with_times=False):
         s, cnt = _sorted_go_order(vals, mask)
         out[r, c] = quantile_sorted(q_steps[c], s, cnt)
     return out, ok
@@ -482,7 +487,7 @@ def quantile_over_time(m: MatrixBlock, q_steps: Arr) -> RangeResult:
 def mad_over_time(m: MatrixBlock) -> RangeResult:
     ok = (m.hi - m.lo) >= 1
     out = np.zeros(m.lo.shape)
-    for (r, c), vals, _t, mask in gather_windows(m, ok):
+    for (r, c), vals, _t, mask in gather_windows(m, ok, with_times=False):
         half = np.full(len(r), 0.5)
         s, cnt = _sorted_go_order(vals, mask)
         med = quantile_sorted(half, s, cnt)
@@ -508,7 +513,7 @@ def _variance(m: MatrixBlock) -> RangeResult:
     ok = (m.hi - m.lo) >= 1
     out = np.zeros(m.lo.shape)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        for (r, c), vals, _t, mask in gather_windows(m, ok):
+        for (r, c), vals, _t, mask in gather_windows(m, ok, with_times=False):
             k = len(r)
             count = np.zeros(k)
             mean, c_mean = np.zeros(k), np.zeros(k)
