@@ -9,7 +9,7 @@ import pytest
 
 from vigil.model.labels import Labels
 from vigil.model.matchers import Matcher, MatchType
-from vigil.promql import errors
+from vigil.promql import errors, range_functions
 from vigil.promql.engine import Engine
 from vigil.promql.parser import ast
 from vigil.storage.memory import MemoryStorage
@@ -253,3 +253,23 @@ def test_quantile_over_time_orders_nan_first_as_go_does() -> None:
     assert _one(e, _call("quantile_over_time", "q", 5 * MIN, first=0.5), 2 * MIN) == 1.0
     assert math.isnan(_one(e, _call("quantile_over_time", "q", 5 * MIN, first=0), 2 * MIN))
     assert _one(e, _call("quantile_over_time", "q", 5 * MIN, first=1), 2 * MIN) == 2.0
+
+
+def test_long_loops_honour_the_query_deadline(eng: Engine) -> None:
+    from vigil.promql.eval_types import query_deadline
+    from vigil.promql.evaluator import Evaluator, QueryContext
+
+    ctx = QueryContext(eng.queryable, 300_000, 10**9, float("inf"), 0, 0, MIN)
+    m = Evaluator(ctx, np.arange(0, 50 * MIN + 1, MIN)).matrix_selector(
+        ast.MatrixSelector(
+            ast.VectorSelector("gauge", (Matcher(MatchType.EQUAL, "__name__", "gauge"),)), 10 * MIN
+        )
+    )
+    token = query_deadline.set(0.0)  # long past
+    try:
+        with pytest.raises(errors.QueryTimeoutError):
+            range_functions.extrapolated_rate(m, True, True)
+        with pytest.raises(errors.QueryTimeoutError):
+            range_functions.quantile_over_time(m, np.full(51, 0.5))
+    finally:
+        query_deadline.reset(token)

@@ -39,7 +39,7 @@ def test_cache_drops_labels_once_the_store_has_the_series() -> None:
     assert all(len(s.timestamps) == 3 for s in got)
 
 
-def test_dropped_keys_keep_no_labels_and_new_keys_still_resolve() -> None:
+def test_new_keys_resolve_after_labels_are_dropped() -> None:
     head = Head()
     lp = _loop(head)
     lp.process(BODY, "text/plain", T0)

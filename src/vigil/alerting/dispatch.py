@@ -7,7 +7,10 @@ older than that), then every ``group_interval``. Each flush hands the group's
 alerts to the pipeline, whose dedup stage decides whether anything is sent
 (new firing alerts, newly resolved ones, or ``repeat_interval`` elapsed).
 After a successful flush, resolved alerts that did not change meanwhile leave
-the group; empty groups are dropped.
+the group. Empty groups live on (their timer ticking, flushing nothing) until
+the next cleanup, every `cleanup_interval` seconds (30 s, as Alertmanager): an
+alert re-firing into such a group waits for its next group_interval tick, not
+for group_wait.
 
 Time is injected: `flush_due(now)` runs the groups that are due, so tests step
 a fake clock; `run()` is the real-time loop around it.
@@ -81,8 +84,16 @@ class AggrGroup:
 class Dispatcher:
     """Groups alerts and flushes them through `stage`. Thread-safe inserts."""
 
-    def __init__(self, route: Route, stage: Stage, now: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        route: Route,
+        stage: Stage,
+        now: Callable[[], float],
+        cleanup_interval: float = 30.0,
+    ) -> None:
         self.route = route
+        self.cleanup_interval = cleanup_interval
+        self._next_cleanup = now() + cleanup_interval
         self.stage = stage
         self._now = now
         self._lock = threading.Lock()
@@ -133,6 +144,12 @@ class Dispatcher:
                 g.next_flush = t + g.route.opts.group_interval
         if due:
             await asyncio.gather(*(self._flush(g, t) for g in due))
+        if t >= self._next_cleanup:
+            self._next_cleanup = t + self.cleanup_interval
+            with self._lock:
+                self._groups = {
+                    k: g for k, g in self._groups.items() if g.alerts or g.flushing
+                }
         return len(due)
 
     async def _flush(self, g: AggrGroup, now: float) -> None:
@@ -164,8 +181,6 @@ class Dispatcher:
         finally:
             with self._lock:
                 g.flushing = False
-                if not g.alerts:
-                    self._groups = {k: v for k, v in self._groups.items() if v is not g}
 
     async def run(self, sleep_cap: float = 1.0) -> None:
         """Flush groups as their timers expire until `stop()`."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from vigil.model.labels import LABEL_NAME_RE, METRIC_NAME, Labels
 from vigil.promql.errors import ExecutionError
-from vigil.promql.eval_types import VectorBlock
+from vigil.promql.eval_types import VectorBlock, check_deadline
 from vigil.promql.parser import ast
 from vigil.promql.range_functions import kahan_inc, quantile_sorted
 from vigil.promql.xxhash64 import labels_hash
@@ -135,6 +135,7 @@ def _chunked_reduce(
     order = np.argsort(gidx, kind="stable")
     sorted_g = gidx[order]
     for a in range(0, n, _ROW_CHUNK):
+        check_deadline()
         rows = order[a : a + _ROW_CHUNK]
         g = sorted_g[a : a + _ROW_CHUNK]
         starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
@@ -356,6 +357,8 @@ def _count_values(block: VectorBlock, node: ast.AggregateExpr, label: str) -> Ve
     key = group_key_fn(node.grouping, node.without)
     counts: dict[Labels, np.ndarray] = {}
     for i, lbls in enumerate(block.labels):
+        if i % 256 == 0:
+            check_deadline()
         base = key(lbls)
         for j in np.flatnonzero(block.present[i]).tolist():
             out = base.set(label, format_float(float(block.values[i, j])))

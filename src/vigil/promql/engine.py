@@ -13,7 +13,14 @@ import numpy as np
 
 from vigil.model.labels import METRIC_NAME, Labels
 from vigil.promql.errors import ExecutionError, PromQLError
-from vigil.promql.eval_types import MatrixBlock, ScalarBlock, StringValue, Value, VectorBlock
+from vigil.promql.eval_types import (
+    MatrixBlock,
+    ScalarBlock,
+    StringValue,
+    Value,
+    VectorBlock,
+    query_deadline,
+)
 from vigil.promql.evaluator import Evaluator, QueryContext, unwrap
 from vigil.promql.parser import ast, parse_expr
 from vigil.promql.result import QueryResult, QueryStats, Sample, Scalar, Series, String
@@ -35,8 +42,9 @@ class Engine:
     """Evaluates PromQL against a `Queryable`.
 
     `lookback_delta_ms`: how far back an instant selector looks for a sample.
-    `max_samples`: samples a query may load or materialise in total before it fails
-    with `TooManySamplesError`. `timeout_s`: default per-query deadline
+    `max_samples`: the most samples a query may hold at once, per selection or
+    per [series x steps] intermediate block; past it the query fails with
+    `TooManySamplesError` before allocating. `timeout_s`: default per-query deadline
     (`QueryTimeoutError`). `subquery_step_ms`: the step of subqueries written
     without one (Prometheus uses the global evaluation interval).
     `experimental_functions`: accept Prometheus's experimental functions and
@@ -88,7 +96,11 @@ class Engine:
         t_ms = int(t_ms)
         ctx = self._context(t_ms, t_ms, timeout_s, expr if isinstance(expr, str) else "")
         ev = Evaluator(ctx, np.array([t_ms], dtype=np.int64))
-        val = ev.eval(node)
+        token = query_deadline.set(ctx.deadline)
+        try:
+            val = ev.eval(node)
+        finally:
+            query_deadline.reset(token)
         result = self._instant_result(node, val, t_ms)
         result.warnings.extend(ctx.warnings)
         result.infos.extend(ctx.infos)
@@ -123,7 +135,11 @@ class Engine:
         )
         ctx.query_step_ms = int(step_ms)
         ev = Evaluator(ctx, steps)
-        val = ev.eval(node)
+        token = query_deadline.set(ctx.deadline)
+        try:
+            val = ev.eval(node)
+        finally:
+            query_deadline.reset(token)
         if isinstance(val, StringValue):
             raise ExecutionError(
                 'invalid expression type "string" for range query, must be Scalar or instant Vector'

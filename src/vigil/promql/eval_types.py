@@ -15,11 +15,24 @@ the end of the query, so `label_replace` can still read `__name__`.
 
 from __future__ import annotations
 
+import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
 
 from vigil.model.labels import Labels
+from vigil.promql.errors import QueryTimeoutError
+
+# Deadline (time.monotonic()) of the query running in this thread/context. Set by
+# the engine so long loops deep inside functions can stop a runaway query.
+query_deadline: ContextVar[float] = ContextVar("vigil_promql_deadline", default=float("inf"))
+
+
+def check_deadline() -> None:
+    """Raise QueryTimeoutError when the current query is past its deadline."""
+    if time.monotonic() > query_deadline.get():
+        raise QueryTimeoutError()
 
 
 @dataclass(slots=True)
@@ -136,6 +149,8 @@ def count_le(ts: np.ndarray, offsets: np.ndarray, queries: np.ndarray) -> np.nda
         return out
     q_rel = (queries - base).astype(np.int64)
     for a in range(0, n, _SEARCH_BATCH):
+        if a % (_SEARCH_BATCH * 64) == 0:
+            check_deadline()
         b = min(n, a + _SEARCH_BATCH)
         lo_i, hi_i = int(offsets[a]), int(offsets[b])
         lens = np.diff(offsets[a : b + 1])

@@ -76,11 +76,13 @@ class QueryContext:
             raise QueryTimeoutError()
 
     def account(self, n: int) -> None:
-        """Count `n` samples loaded or materialised; raise once the query's total
-        exceeds `max_samples`."""
+        """Record `n` samples about to be held in memory at once (a selection, or
+        one [series x steps] block). Raises TooManySamplesError when a single
+        holding exceeds `max_samples`, before anything that large is allocated;
+        `samples_loaded` keeps the running total for statistics."""
         self.samples_loaded += n
         self.peak_samples = max(self.peak_samples, n)
-        if self.samples_loaded > self.max_samples:
+        if n > self.max_samples:
             raise TooManySamplesError(self.max_samples)
 
 
@@ -189,6 +191,7 @@ class Evaluator:
         n = len(series)
         if n == 0:
             return VectorBlock.empty(self.n_steps), np.zeros((0, self.n_steps), dtype=np.int64)
+        self.ctx.account(n * self.n_steps)
         lens = np.array([len(s.timestamps) for s in series], dtype=np.int64)
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lens, out=offsets[1:])
@@ -240,6 +243,7 @@ class Evaluator:
         drop_name: np.ndarray | None = None,
     ) -> MatrixBlock:
         n = len(labels)
+        self.ctx.account(n * len(teff))
         lens = np.array([len(t) for t in tss], dtype=np.int64)
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lens, out=offsets[1:])

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from vigil.promql.errors import ExecutionError
-from vigil.promql.eval_types import MatrixBlock
+from vigil.promql.eval_types import MatrixBlock, check_deadline
 
 Arr = np.ndarray
 RangeResult = tuple[Arr, Arr]
@@ -152,6 +152,7 @@ def extrapolated_rate(m: MatrixBlock, is_counter: bool, is_rate: bool) -> RangeR
     inv_range = 1000.0 / m.range_ms if is_rate else 1.0
     with np.errstate(divide="ignore", invalid="ignore"):
         for a in range(0, shape[0], _ROW_CHUNK):
+            check_deadline()
             b = a + _ROW_CHUNK
             ok = present[a:b]
             if not ok.any():
@@ -336,6 +337,7 @@ def _prefix_or_exact(m: MatrixBlock, exact: Callable[[Arr], float], avg: bool) -
             out = out / np.maximum(n, 1)
     safe = _series_safe_for_prefix(m)
     for i in np.flatnonzero(~safe).tolist():
+        check_deadline()
         for j in np.flatnonzero(ok[i]).tolist():
             out[i, j] = exact(m.vs[m.lo[i, j] : m.hi[i, j]])
     return np.where(ok, out, 0.0), ok
@@ -390,6 +392,7 @@ def _ts_of_extreme(m: MatrixBlock, want_max: bool) -> RangeResult:
     ok = n >= 1
     out = np.zeros(m.lo.shape)
     for i, j in zip(*np.nonzero(ok), strict=True):
+        check_deadline()
         vals = m.vs[m.lo[i, j] : m.hi[i, j]]
         best, best_k = vals[0], 0
         for k in range(1, len(vals)):
@@ -430,6 +433,7 @@ def gather_windows(
     ar = np.arange(width)
     last = len(m.vs) - 1
     for a in range(0, len(rows), chunk):
+        check_deadline()
         b = a + chunk
         idx = lo[a:b, None] + ar[None, :]
         mask = ar[None, :] < n[a:b, None]
@@ -590,6 +594,7 @@ def double_exponential_smoothing(m: MatrixBlock, sf: Arr, tf: Arr) -> RangeResul
             raise ExecutionError(f"invalid smoothing factor. Expected: 0 < sf < 1, got: {s:f}")
         if not (0 < t < 1):
             raise ExecutionError(f"invalid trend factor. Expected: 0 < tf < 1, got: {t:f}")
+        check_deadline()
         for i in np.flatnonzero(ok[:, j]).tolist():
             v = m.vs[m.lo[i, j] : m.hi[i, j]].tolist()
             s0, s1, b = 0.0, v[0], v[1] - v[0]

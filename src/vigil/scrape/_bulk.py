@@ -82,13 +82,13 @@ def split_runs(
     fields: int,
     known: Known,
     learn: Callable[[str], bool],
-    columns: list[list[str]],
+    take: Callable[[list[list[str]]], None],
     odd_line: Callable[[str], None],
 ) -> int:
-    """Walk `tokens` line by line, appending lines of exactly `fields` tokens whose
-    first token is in `known` to `columns` (one list per field; fields after the
-    first keep their leading blank), and passing every other line to `odd_line`
-    in order. Returns the number of lines.
+    """Walk `tokens` line by line, handing runs of lines of exactly `fields` tokens
+    whose first token is in `known` to `take` as columns (one list per field; fields
+    after the first keep their leading blank), and every other line to `odd_line`,
+    all in order. Returns the number of lines.
 
     `learn(key)` adds a key to `known` when it is a valid series text (False when it
     is not); it is tried on keys of lines with the right number of tokens, so a new
@@ -120,8 +120,7 @@ def split_runs(
             good -= 1
             nxt -= fields
         if good == rows and rows:
-            for f in range(fields):
-                columns[f] += cols[f]
+            take(cols)
             lines += rows
             i = stop
             window = min(window * 2, 8192)
@@ -129,8 +128,7 @@ def split_runs(
         if _learn_keys(keys, good, contains, learn):
             continue  # new series: the same window again, now known
         if good:
-            for f in range(fields):
-                columns[f] += cols[f][:good]
+            take([col[:good] for col in cols])
             lines += good
         if nxt >= n:
             break

@@ -116,10 +116,14 @@ class PromTextParser:
             if len(vals) > n:
                 vals[n] = " " + vals[n]  # as the bulk-split values have it
 
+        def take(cols: list[list[str]]) -> None:
+            keys.extend(cols[0])
+            vals.extend(cols[1])
+
         nlines = len(comments)
         if samples:
             nlines += split_runs(
-                tokenize(samples), 2, PROM_SERIES, PROM_SERIES.learn, [keys, vals], odd_line
+                tokenize(samples), 2, PROM_SERIES, PROM_SERIES.learn, take, odd_line
             )
         values = bulk_float_tokens(vals, openmetrics=False)
         if values is None:
