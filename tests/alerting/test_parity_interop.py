@@ -208,23 +208,31 @@ route:
     [
         # group_wait batches these; in the group, job and instance sort first, then
         # label sets with fewer labels.
-        (0.0, lambda c: c.post_alerts([
-            alert(c.t0, {"alertname": "A", "instance": "i2", "zone": "z"}, summary="two"),
-            alert(c.t0, {"alertname": "A", "instance": "i1", "zone": "z"}, summary="one"),
-            alert(c.t0, {"alertname": "A", "a": "1", "b": "2"}),
-            alert(c.t0, {"alertname": "A", "z": "1"}),
-            alert(c.t0, {"alertname": "A", "job": "j"}),
-        ])),
+        (
+            0.0,
+            lambda c: c.post_alerts(
+                [
+                    alert(c.t0, {"alertname": "A", "instance": "i2", "zone": "z"}, summary="two"),
+                    alert(c.t0, {"alertname": "A", "instance": "i1", "zone": "z"}, summary="one"),
+                    alert(c.t0, {"alertname": "A", "a": "1", "b": "2"}),
+                    alert(c.t0, {"alertname": "A", "z": "1"}),
+                    alert(c.t0, {"alertname": "A", "job": "j"}),
+                ]
+            ),
+        ),
         # Older than group_wait: its new group flushes at once.
         (0.3, lambda c: c.post_alerts([alert(c.t0, {"alertname": "B"}, start=-3)])),
         # A late alert joins group A at its next group_interval flush.
         (2.2, lambda c: c.post_alerts([alert(c.t0, {"alertname": "A", "instance": "i3"})])),
         # Resolving one alert (endsAt now) is sent at the next flush (send_resolved).
-        (9.6, lambda c: c.post_alerts([
-            alert(c.t0, {"alertname": "A", "instance": "i1", "zone": "z"}, end=9.6)
-        ])),
+        (
+            9.6,
+            lambda c: c.post_alerts(
+                [alert(c.t0, {"alertname": "A", "instance": "i1", "zone": "z"}, end=9.6)]
+            ),
+        ),
     ],  # fmt: skip
-    12.5,
+    11.8,
 )
 
 RESOLVE = Scenario(
@@ -273,21 +281,38 @@ inhibit_rules:
 """
     + _receivers("r0"),
     [
-        (0.0, lambda c: c.post_alerts([
-            alert(c.t0, {"alertname": "Down", "severity": "critical", "cluster": "a"}),
-            alert(c.t0, {"alertname": "NodeDown", "host": "h"}),
-            alert(c.t0, {"alertname": "LoopA"}),
-            alert(c.t0, {"alertname": "LoopB"}),
-        ])),
-        (0.1, lambda c: c.post_alerts([
-            alert(c.t0, {"alertname": "Slow", "severity": "warning", "cluster": "a"}),
-            alert(c.t0, {"alertname": "Slow", "severity": "warning", "cluster": "b"}),
-            alert(c.t0, {"alertname": "Unreachable", "host": "x"}),
-        ])),
+        (
+            0.0,
+            lambda c: c.post_alerts(
+                [
+                    alert(c.t0, {"alertname": "Down", "severity": "critical", "cluster": "a"}),
+                    alert(c.t0, {"alertname": "NodeDown", "host": "h"}),
+                    alert(c.t0, {"alertname": "LoopA"}),
+                    alert(c.t0, {"alertname": "LoopB"}),
+                ]
+            ),
+        ),
+        (
+            0.1,
+            lambda c: c.post_alerts(
+                [
+                    alert(c.t0, {"alertname": "Slow", "severity": "warning", "cluster": "a"}),
+                    alert(c.t0, {"alertname": "Slow", "severity": "warning", "cluster": "b"}),
+                    alert(c.t0, {"alertname": "Unreachable", "host": "x"}),
+                ]
+            ),
+        ),
         # The source resolves: its target is no longer inhibited.
-        (4.5, lambda c: c.post_alerts([
-            alert(c.t0, {"alertname": "Down", "severity": "critical", "cluster": "a"}, end=4.5)
-        ])),
+        (
+            4.5,
+            lambda c: c.post_alerts(
+                [
+                    alert(
+                        c.t0, {"alertname": "Down", "severity": "critical", "cluster": "a"}, end=4.5
+                    )
+                ]
+            ),
+        ),
     ],  # fmt: skip
     9.0,
 )
@@ -314,12 +339,17 @@ route:
     [
         (0.0, lambda c: c.silence("s1", {"alertname": "S"}, 0.0, 4.0)),
         (0.0, lambda c: c.silence("s2", {"alertname": "T"}, 0.0, 60.0)),
-        (0.1, lambda c: c.post_alerts([
-            alert(c.t0, {"alertname": "S", "team": "a"}),
-            alert(c.t0, {"alertname": "T", "team": "a"}),
-            alert(c.t0, {"alertname": "U", "team": "b"}),
-            alert(c.t0, {"alertname": "V"}),
-        ])),
+        (
+            0.1,
+            lambda c: c.post_alerts(
+                [
+                    alert(c.t0, {"alertname": "S", "team": "a"}),
+                    alert(c.t0, {"alertname": "T", "team": "a"}),
+                    alert(c.t0, {"alertname": "U", "team": "b"}),
+                    alert(c.t0, {"alertname": "V"}),
+                ]
+            ),
+        ),
         # s1 expires on its own at 4.0; s2 is expired through the API.
         (6.5, lambda c: c.expire("s2")),
     ],  # fmt: skip
@@ -339,7 +369,7 @@ def _rel(t0: float, text: str) -> float | None:
     if "." in s:  # Go writes up to nanoseconds; Python parses microseconds.
         head, _, rest = s.partition(".")
         digits = "".join(ch for ch in rest if ch.isdigit())
-        s = f"{head}.{digits[:6]}{rest[len(digits):]}"
+        s = f"{head}.{digits[:6]}{rest[len(digits) :]}"
     return dt.datetime.fromisoformat(s).timestamp() - t0
 
 

@@ -27,7 +27,7 @@ from vigil.alerting.dispatch import Dispatcher
 from vigil.alerting.inhibit import Inhibitor
 from vigil.alerting.nflog import NotificationLog
 from vigil.alerting.receivers import build_notifier
-from vigil.alerting.receivers.http import aclose_client
+from vigil.alerting.receivers.http import aclose_client, shared_client
 from vigil.alerting.route import Route
 from vigil.alerting.silence import Silences
 from vigil.alerting.stages import (
@@ -268,6 +268,7 @@ class Alertmanager:
     async def start(self) -> None:
         """Run the dispatcher and housekeeping on the current event loop."""
         loop = asyncio.get_running_loop()
+        shared_client()  # built now: loading CA certificates would delay the first notification
         self._tasks.append(loop.create_task(self._live.dispatcher.run()))
         self._tasks.append(loop.create_task(self._maintenance()))
 

@@ -147,9 +147,7 @@ class Dispatcher:
         if t >= self._next_cleanup:
             self._next_cleanup = t + self.cleanup_interval
             with self._lock:
-                self._groups = {
-                    k: g for k, g in self._groups.items() if g.alerts or g.flushing
-                }
+                self._groups = {k: g for k, g in self._groups.items() if g.alerts or g.flushing}
         return len(due)
 
     async def _flush(self, g: AggrGroup, now: float) -> None:

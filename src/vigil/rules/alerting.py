@@ -107,7 +107,8 @@ class AlertingRule(RuleBase):
                     t_ms=q_ts,
                 )
 
-            lb = dict(base)
+            # Prometheus drops the metric name from alert labels (templates still see it).
+            lb = {k: v for k, v in base.items() if k != METRIC_NAME}
             for k, v in self.labels.items():
                 lb[k] = expand(v)
             lb[ALERT_NAME] = self.name
@@ -155,7 +156,7 @@ class AlertingRule(RuleBase):
                 if self.restored:
                     out.append((self._series(a, ALERT_METRIC, True), q_ts, 1.0))
                     out.append(
-                        (self._series(a, ALERT_FOR_STATE_METRIC, False), q_ts, a.active_at // 1000)
+                        (self._series(a, ALERT_FOR_STATE_METRIC, False), q_ts, float(a.active_at // 1000))
                     )
             if limit > 0 and n_active > limit:
                 self.active = {}

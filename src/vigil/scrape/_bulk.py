@@ -29,34 +29,35 @@ class Known(Protocol):
     def known_run(self, keys: list[str]) -> bool: ...
 
 
-def cut_comments(text: str) -> tuple[str, list[str]]:
-    """`text` without its lines that start with '#', and those lines in order.
+def comment_segments(text: str) -> list[str]:
+    """`text` cut around its lines that start with '#': ``[samples, comment, samples,
+    comment, ..., samples]`` in order; sample parts keep their newlines (and may be
+    empty), comment lines lose theirs.
 
     Searches for '#' (a memchr-speed scan) rather than for a newline followed by
     '#', which CPython scans for a character at a time.
     """
     hit = text.find("#")
     if hit < 0:
-        return text, []
-    comments: list[str] = []
-    kept: list[str] = []
+        return [text]
+    out: list[str] = []
     pos = 0
     find = text.find
     while hit >= 0:
         if hit == 0 or text[hit - 1] == "\n":
-            kept.append(text[pos:hit])
+            out.append(text[pos:hit])
             end = find("\n", hit)
             if end < 0:
-                comments.append(text[hit:])
+                out.append(text[hit:])
                 pos = len(text)
                 break
-            comments.append(text[hit:end])
+            out.append(text[hit:end])
             pos = end + 1
             hit = find("#", pos)
         else:
             hit = find("#", hit + 1)
-    kept.append(text[pos:])
-    return "".join(kept), comments
+    out.append(text[pos:])
+    return out
 
 
 def tokenize(text: str) -> list[str]:

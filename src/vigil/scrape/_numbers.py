@@ -152,6 +152,7 @@ def bulk_float_tokens(vals: Sequence[str], openmetrics: bool) -> np.ndarray | No
 
 
 _POW10 = np.array([10.0**k for k in range(23)])  # all exact in float64
+_POW10_INT = np.array([10**k for k in range(19)], dtype=np.int64)
 _MAX_DIGITS = 15  # any 15-digit integer is exact in float64 (< 2**53)
 
 
@@ -167,6 +168,50 @@ def decimal_tokens(joined: str, n: int) -> tuple[np.ndarray, np.ndarray] | np.nd
     them one by one); the indices of tokens holding other characters (NaN, Inf, hex)
     when only a few do; or None when the text is not of this shape at all.
     """
+    parts = _decimal_parts(joined, n)
+    if parts is None or isinstance(parts, np.ndarray):
+        return parts
+    mant, power, digits, neg = parts
+    careful = (digits > _MAX_DIGITS) | (power > 22) | (power < -22)
+    clipped = np.clip(power, -22, 22)
+    scale = _POW10[np.abs(clipped)]
+    fm = mant.astype(np.float64)
+    values = np.where(clipped >= 0, fm * scale, fm / scale)
+    np.negative(values, out=values, where=neg)
+    return values, careful
+
+
+def ms_tokens(tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """OpenMetrics timestamp tokens (seconds, each with its leading blank) to int
+    milliseconds truncated toward zero, exactly as `seconds_to_ms(parse_om_timestamp)`.
+
+    Returns ``(ms, careful)`` where `careful` marks tokens to convert one by one (more
+    than 18 digits at the millisecond scale), or None when some token is not a plain
+    finite decimal (the caller then takes the careful path).
+    """
+    joined = "".join(tokens)
+    if not (joined.isascii() and joined.isprintable()) or joined.count(" ") != len(tokens):
+        return None
+    parts = _decimal_parts(joined, len(tokens))
+    if parts is None or isinstance(parts, np.ndarray):
+        return None
+    mant, power, digits, neg = parts
+    power = power + 3
+    careful = (digits + np.maximum(power, 0) > 18) | (power < -18)
+    up = np.clip(power, 0, 18)
+    down = np.clip(-power, 0, 18)
+    ms = np.where(power >= 0, mant * _POW10_INT[np.where(careful, 0, up)], mant // _POW10_INT[down])
+    np.negative(ms, out=ms, where=neg)
+    return ms, careful
+
+
+def _decimal_parts(
+    joined: str, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | np.ndarray | None:
+    """The shape checks and integer reading behind `decimal_tokens`: ``(mantissa
+    without sign as int64, power of ten, digit count, negative)``, or the indices of
+    odd tokens, or None. Mantissas of more than 18 digits saturate (callers mark
+    them careful by their digit count)."""
     raw = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
     size = raw.size
     blank = raw == 32
@@ -214,8 +259,8 @@ def decimal_tokens(joined: str, n: int) -> tuple[np.ndarray, np.ndarray] | np.nd
         decimals[dtok] = mant_end[dtok] - dot_at - 1
         has_dot[dtok] = True
     lead = sign[first]
-    mant_digits = mant_end - first - lead - has_dot
-    if (mant_digits < 1).any():
+    digits = mant_end - first - lead - has_dot
+    if (digits < 1).any():
         return None
     text = joined.replace(".", "")
     if exp_at.size:
@@ -230,12 +275,7 @@ def decimal_tokens(joined: str, n: int) -> tuple[np.ndarray, np.ndarray] | np.nd
         power = np.where(has_exp, ints[np.minimum(at + 1, ints.size - 1)], 0) - decimals
     else:
         power = -decimals
-    mant = np.abs(ints[at]).astype(np.float64)
-    careful = (mant_digits > _MAX_DIGITS) | (power > 22) | (power < -22)
-    clipped = np.clip(power, -22, 22)
-    values = np.where(clipped >= 0, mant * _POW10[np.abs(clipped)], mant / _POW10[np.abs(clipped)])
-    np.negative(values, out=values, where=raw[first] == 45)
-    return values, careful
+    return np.abs(ints[at]), power, digits, raw[first] == 45
 
 
 def _careful_tokens(vals: Sequence[str], check: Callable[[str], float]) -> np.ndarray | None:

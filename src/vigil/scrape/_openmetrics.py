@@ -99,6 +99,15 @@ class OpenMetricsParser:
 
     def feed(self, text: str) -> Exposition:
         """Parse the lines of `text` (the body's last line may lack its newline)."""
+        saved = self._save()
+        try:
+            return self._feed_fast(text)
+        except (ExpositionError, _Careful):
+            self._restore(saved)
+            return self._feed_careful(text)
+
+    def _feed_careful(self, text: str) -> Exposition:
+        """Line by line; the reference behaviour, and the source of every error."""
         keys: list[str] = []
         vals: list[str] = []
         linenos: list[int] = []
@@ -112,74 +121,8 @@ class OpenMetricsParser:
         # An unterminated last line is harmless here: unless it is the final '# EOF',
         # close() reports the missing '# EOF'.
         lineno = self.lineno
-        cache = OM_SERIES.entries
-        cache_get = OM_SERIES.get
         for lineno, line in enumerate(lines, self.lineno + 1):
-            if self.eof:
-                self._fail(lineno, f"expected nothing after '# EOF', found {line[:40]!r}")
-            if not line:
-                self._fail(lineno, "blank lines are not allowed in OpenMetrics")
-            if line[0] == "#":
-                if line == "# EOF":
-                    self.eof = True
-                    continue
-                self._metadata(line, lineno)
-                continue
-            # -- series text
-            lb = line.find("{")
-            sp = line.find(" ")
-            if lb >= 0 and (sp < 0 or lb < sp):
-                if "#" in line:
-                    try:
-                        end = parse_label_block(line, lb, False)[0]
-                    except SeriesSyntaxError as e:
-                        self._fail(lineno, f"invalid label set: {e}")
-                else:
-                    end = line.rfind("}") + 1
-                key = line[:end]
-            elif sp < 0:
-                self._fail(lineno, f"expected ' ' and a value after {line!r}, found end of line")
-            else:
-                key = line[:sp]
-            parsed = cache.get(key)
-            if parsed is None:
-                try:
-                    parsed = cache_get(key)
-                except SeriesSyntaxError as e:
-                    self._fail(lineno, f"invalid series {key!r}: {e}")
-            rest = line[len(key) :]
-            if rest[:1] != " ":
-                found = repr(rest[0]) if rest else "end of line"
-                self._fail(lineno, f"expected ' ' after {key!r}, found {found}")
-            hash_at = rest.find(" # ")
-            head = rest[1:] if hash_at < 0 else rest[1:hash_at]
-            parts = head.split(" ")
-            raw_v = parts[0]
-            if not raw_v:
-                self._fail(lineno, f"expected a value after {key!r}, found {head[:20]!r}")
-            raw_ts = None
-            if len(parts) == 2:
-                raw_ts = parts[1]
-                if not raw_ts:
-                    self._fail(lineno, "expected a timestamp after the value, found trailing ' '")
-            elif len(parts) > 2:
-                self._fail(lineno, f"expected a value and an optional timestamp, found {head!r}")
-            ts: Decimal | None = None
-            if raw_ts is not None:
-                try:
-                    ts = parse_om_timestamp(raw_ts)
-                except ValueError as e:
-                    self._fail(lineno, str(e))
-            idx = len(keys)
-            self._sample(parsed[0], parsed[1], raw_v, ts, lineno, hash_at >= 0)
-            if hash_at >= 0:
-                exemplars.append(self._exemplar(rest[hash_at + 3 :], idx, lineno))
-            keys.append(key)
-            vals.append(raw_v)
-            linenos.append(lineno)
-            if ts is not None:
-                ts_at.append(idx)
-                ts_ms.append(seconds_to_ms(ts))
+            self._line(line, lineno, ts_at, ts_ms, exemplars)
         if lines:
             self.lineno = lineno
         values, bad = bulk_floats(vals, openmetrics=True)
@@ -189,6 +132,82 @@ class OpenMetricsParser:
         if ts_at:
             timestamps[ts_at] = ts_ms
         return Exposition(keys, values, timestamps, dict(self.metadata), True, exemplars)
+
+    def _line(
+        self,
+        line: str,
+        lineno: int,
+        ts_at: list[int],
+        ts_ms: list[int],
+        exemplars: list[Exemplar],
+    ) -> None:
+        """One line of any kind, appended to the per-feed buffers."""
+        keys, vals, linenos = self._keys, self._vals, self._linenos
+        if self.eof:
+            self._fail(lineno, f"expected nothing after '# EOF', found {line[:40]!r}")
+        if not line:
+            self._fail(lineno, "blank lines are not allowed in OpenMetrics")
+        if line[0] == "#":
+            if line == "# EOF":
+                self.eof = True
+                return
+            self._metadata(line, lineno)
+            return
+        # -- series text
+        lb = line.find("{")
+        sp = line.find(" ")
+        if lb >= 0 and (sp < 0 or lb < sp):
+            if "#" in line:
+                try:
+                    end = parse_label_block(line, lb, False)[0]
+                except SeriesSyntaxError as e:
+                    self._fail(lineno, f"invalid label set: {e}")
+            else:
+                end = line.rfind("}") + 1
+            key = line[:end]
+        elif sp < 0:
+            self._fail(lineno, f"expected ' ' and a value after {line!r}, found end of line")
+        else:
+            key = line[:sp]
+        parsed = OM_SERIES.entries.get(key)
+        if parsed is None:
+            try:
+                parsed = OM_SERIES.get(key)
+            except SeriesSyntaxError as e:
+                self._fail(lineno, f"invalid series {key!r}: {e}")
+        rest = line[len(key) :]
+        if rest[:1] != " ":
+            found = repr(rest[0]) if rest else "end of line"
+            self._fail(lineno, f"expected ' ' after {key!r}, found {found}")
+        hash_at = rest.find(" # ")
+        head = rest[1:] if hash_at < 0 else rest[1:hash_at]
+        parts = head.split(" ")
+        raw_v = parts[0]
+        if not raw_v:
+            self._fail(lineno, f"expected a value after {key!r}, found {head[:20]!r}")
+        raw_ts = None
+        if len(parts) == 2:
+            raw_ts = parts[1]
+            if not raw_ts:
+                self._fail(lineno, "expected a timestamp after the value, found trailing ' '")
+        elif len(parts) > 2:
+            self._fail(lineno, f"expected a value and an optional timestamp, found {head!r}")
+        ts: Decimal | None = None
+        if raw_ts is not None:
+            try:
+                ts = parse_om_timestamp(raw_ts)
+            except ValueError as e:
+                self._fail(lineno, str(e))
+        idx = len(keys)
+        self._sample(parsed[0], parsed[1], raw_v, ts, lineno, hash_at >= 0)
+        if hash_at >= 0:
+            exemplars.append(self._exemplar(rest[hash_at + 3 :], idx, lineno))
+        keys.append(key)
+        vals.append(raw_v)
+        linenos.append(lineno)
+        if ts is not None:
+            ts_at.append(idx)
+            ts_ms.append(seconds_to_ms(ts))
 
     def close(self) -> None:
         """Check the end of the body: the last family's rules and '# EOF'."""

@@ -23,7 +23,7 @@ from vigil.scrape._expo_common import (
     ExpositionError,
     MetricMetadata,
 )
-from vigil.scrape._bulk import cut_comments, split_runs, tokenize
+from vigil.scrape._bulk import comment_segments, split_runs, tokenize
 from vigil.scrape._numbers import bulk_float_tokens, bulk_floats, parse_prom_timestamp
 from vigil.scrape._series import (
     NAME_RE,
@@ -95,7 +95,9 @@ class PromTextParser:
         vals: list[str] = []
         ts_at: list[int] = []
         ts_raw: list[str] = []
-        samples, comments = cut_comments(text)
+        parts = comment_segments(text)
+        comments = parts[1::2]
+        samples = "".join(parts[0::2])
         for line in comments:
             self._comment(line, 0, keys, vals)
         cache = PROM_SERIES.entries

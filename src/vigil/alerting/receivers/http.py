@@ -20,7 +20,8 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient
 )
 
 
-def _client() -> httpx.AsyncClient:
+def shared_client() -> httpx.AsyncClient:
+    """The running loop's HTTP client for notifications (created on first use)."""
     loop = asyncio.get_running_loop()
     c = _clients.get(loop)
     if c is None or c.is_closed:
@@ -52,7 +53,9 @@ async def post_json(
     if headers:
         h.update(headers)
     try:
-        resp = await _client().post(url, content=orjson.dumps(payload), headers=h, timeout=timeout)
+        resp = await shared_client().post(
+            url, content=orjson.dumps(payload), headers=h, timeout=timeout
+        )
     except httpx.HTTPError as exc:
         raise NotifyError(f"POST {_redact(url)}: {type(exc).__name__}: {exc}", retry=True) from None
     if resp.status_code // 100 != 2:
