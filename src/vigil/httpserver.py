@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -25,7 +25,7 @@ class GracefulServer(uvicorn.Server):
                 self._captured_signals.clear()
 
 
-def serve(app: Any, host: str, port: int, lifespan: str = "auto") -> None:
+def serve(app: Any, host: str, port: int, lifespan: Literal["auto", "on", "off"] = "auto") -> None:
     """Serve until SIGINT/SIGTERM, then return normally."""
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan=lifespan

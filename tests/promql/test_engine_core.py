@@ -369,3 +369,17 @@ def test_stddev_of_identical_values_is_exactly_zero() -> None:
     load(s, {'m{a="1"}': [0.1], 'm{a="2"}': [0.1], 'm{a="3"}': [0.1]}, MIN)
     e = Engine(s)
     assert vec(e.instant_query(agg("stddev", sel("m")), 0)) == {"{}": 0.0}
+
+
+def test_huge_subquery_is_refused_before_allocating() -> None:
+    import time as _time
+
+    store = MemoryStorage()
+    app = store.appender()
+    app.append(Labels.from_dict({"__name__": "up"}), 1_000, 1.0)
+    app.commit()
+    engine = Engine(store, max_samples=1_000_000)
+    t0 = _time.monotonic()
+    with pytest.raises(errors.TooManySamplesError):
+        engine.instant_query("count_over_time(up[10000d:1s])", 2_000)
+    assert _time.monotonic() - t0 < 5

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -21,11 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vigil.alerting.alert import Alert, parse_time
+from vigil.alerting.ack import Ack, Acks
+from vigil.alerting.alert import Alert, format_time, parse_time
 from vigil.alerting.config import AlertmanagerConfig, ConfigError
 from vigil.alerting.dispatch import Dispatcher
+from vigil.alerting.history import History
 from vigil.alerting.inhibit import Inhibitor
 from vigil.alerting.nflog import NotificationLog
+from vigil.alerting.observer import Observer
 from vigil.alerting.receivers import build_notifier
 from vigil.alerting.receivers.http import aclose_client, shared_client
 from vigil.alerting.route import Route
@@ -35,6 +39,7 @@ from vigil.alerting.stages import (
     IntegrationStage,
     MultiStage,
     MuteStage,
+    NotifyResult,
     ReceiverPipeline,
     RoutingStage,
     Stage,
@@ -42,12 +47,13 @@ from vigil.alerting.stages import (
     TimeMuteStage,
 )
 from vigil.alerting.store import StateStore
-from vigil.alerting.templates import build_templates
+from vigil.alerting.templates import build_templates, common_labels
 from vigil.config.loader import ConfigProblem
 from vigil.gotemplate import TemplateError
 from vigil.model.labels import LABEL_NAME_RE, Labels
 
 VERSION = "0.27.0-vigil"
+log = logging.getLogger("vigil.alerting")
 
 
 class AlertValidationError(ValueError):
@@ -166,9 +172,21 @@ class Alertmanager:
         self.store = StateStore(data_dir)
         self.store.load_silences(self.silences)
         self.store.load_nflog(self.nflog)
-        self.silences.on_change = lambda: self.store.save_silences(self.silences)
         self.nflog.on_change = lambda: self.store.save_nflog(self.nflog)
+        # Vigil extensions: alert history and acknowledgements.
+        self.history = History(data_dir, now)
+        self.acks = Acks(data_dir, now)
         self._live = self._build(config)
+        self.observer = Observer(
+            self.history,
+            self.acks,
+            self.alerts.list,
+            self.silences.list,
+            self.silences.mutes,
+            lambda ls: self.inhibitor.inhibited_by(ls),
+            now,
+        )
+        self.silences.on_change = self._silences_changed
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- building ----------------------------------------------------------
@@ -198,6 +216,8 @@ class Alertmanager:
                         self.nflog,
                         sleep=self._sleep,
                         initial_backoff=self._retry_initial,
+                        acked=self.acks.is_acked,
+                        on_result=self._notified,
                     )
                 )
             receivers[rcv.name] = pipe
@@ -210,6 +230,60 @@ class Alertmanager:
             )
         dispatcher = Dispatcher(route, RoutingStage(chains), self.now)
         return _Live(config, route, inhibitor, dispatcher, receivers)
+
+    def _silences_changed(self) -> None:
+        self.store.save_silences(self.silences)
+        self.observer.scan()
+
+    def _notified(self, r: NotifyResult) -> None:
+        _, kind, idx = r.key.rsplit("/", 2)
+        firing = [a for a in r.alerts if not a.resolved(r.ctx.now)]
+        self.history.record(
+            "notification",
+            common_labels(r.alerts),
+            r.ctx.group_key,
+            receiver=r.ctx.receiver,
+            integration=f"{kind}/{idx}",
+            success=r.success,
+            error=r.error,
+            attempts=r.attempts,
+            firing=len(firing),
+            resolved=len(r.alerts) - len(firing),
+            alerts=[a.fingerprint for a in r.alerts],
+        )
+
+    def acknowledge(
+        self, fingerprint: str, by: str, comment: str = "", expires_at: float = 0.0
+    ) -> Ack:
+        """Acknowledge the firing alert `fingerprint`; raises `KeyError` or `AckError`."""
+        a = next((a for a in self.alerts.list() if a.fingerprint == fingerprint), None)
+        if a is None:
+            raise KeyError(fingerprint)
+        ack = self.acks.ack(a, by, comment, expires_at)
+        self.history.record(
+            "acknowledged",
+            a.labels,
+            fingerprint,
+            by=by,
+            comment=comment,
+            expiresAt=format_time(expires_at) if expires_at else None,
+        )
+        return ack
+
+    def unacknowledge(self, fingerprint: str, by: str = "") -> bool:
+        """Withdraw an acknowledgement; False when there was none."""
+        ack = self.acks.remove(fingerprint)
+        if ack is None:
+            return False
+        a = next((a for a in self.alerts.list() if a.fingerprint == fingerprint), None)
+        self.history.record(
+            "unacknowledged",
+            a.labels if a else Labels.EMPTY,
+            fingerprint,
+            reason="withdrawn",
+            by=by or ack.by,
+        )
+        return True
 
     @property
     def config(self) -> AlertmanagerConfig:
@@ -246,6 +320,7 @@ class Alertmanager:
         """Store alerts (merging with known ones) and route them. Thread-safe."""
         stored = self.alerts.put(alerts, self.now())
         self._live.dispatcher.insert(stored)
+        self.observer.scan()
         return stored
 
     def put_postable(self, doc: Any) -> list[Alert]:
@@ -263,6 +338,7 @@ class Alertmanager:
     # -- running -----------------------------------------------------------
     async def tick(self) -> int:
         """Flush due groups at the injected `now` (for tests and manual driving)."""
+        self.observer.scan()
         return await self._live.dispatcher.flush_due(self.now())
 
     async def start(self) -> None:
@@ -271,6 +347,16 @@ class Alertmanager:
         shared_client()  # built now: loading CA certificates would delay the first notification
         self._tasks.append(loop.create_task(self._live.dispatcher.run()))
         self._tasks.append(loop.create_task(self._maintenance()))
+        self._tasks.append(loop.create_task(self._observe()))
+
+    async def _observe(self, every: float = 1.0) -> None:
+        # Time alone resolves alerts and expires silences; record those too.
+        while True:
+            await asyncio.sleep(every)
+            try:
+                self.observer.scan()
+            except Exception:
+                log.exception("recording alert history failed")
 
     async def _maintenance(self, every: float = 60.0) -> None:
         while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -158,6 +159,8 @@ class IntegrationStage:
         initial_backoff: float = 0.5,
         max_backoff: float = 60.0,
         max_attempts: int = 0,
+        acked: Callable[[Alert], bool] | None = None,
+        on_result: Callable[[NotifyResult], None] | None = None,
     ) -> None:
         self.key = key  # "<receiver>/<integration kind>/<index>"
         self.notifier = notifier
@@ -167,13 +170,20 @@ class IntegrationStage:
         self.max_backoff = max_backoff
         self.max_attempts = max_attempts
         self.stats = IntegrationStats()
+        self.acked = acked
+        self.on_result = on_result
 
     async def exec(self, ctx: NotifyContext, alerts: list[Alert]) -> list[Alert]:
         firing = {a.fp for a in alerts if not a.resolved(ctx.now)}
         resolved = {a.fp for a in alerts if a.resolved(ctx.now)}
         entry = self.nflog.query(ctx.group_key, self.key)
         send_resolved = self.notifier.send_resolved
-        if not needs_update(entry, firing, resolved, send_resolved, ctx.repeat_interval, ctx.now):
+        repeat = ctx.repeat_interval
+        if self.acked is not None and firing:
+            # Acknowledged alerts (a Vigil extension) do not repeat; changes still go out.
+            if all(self.acked(a) for a in alerts if a.fp in firing):
+                repeat = math.inf
+        if not needs_update(entry, firing, resolved, send_resolved, repeat, ctx.now):
             return []
         to_send = alerts if send_resolved else [a for a in alerts if not a.resolved(ctx.now)]
         if to_send:
@@ -192,6 +202,7 @@ class IntegrationStage:
             try:
                 await self.notifier.notify(ctx, alerts)
                 self.stats.sent += 1
+                self._report(ctx, alerts, attempt, "")
                 return
             except NotifyError as exc:
                 err: NotifyError = exc
@@ -206,11 +217,36 @@ class IntegrationStage:
                 or (self.max_attempts and attempt >= self.max_attempts)
                 or spent + delay > budget
             ):
+                self._report(ctx, alerts, attempt, str(err))
                 raise NotifyError(f"{self.key}: {err} (after {attempt} attempts)", retry=False)
             wait = delay * random.uniform(0.5, 1.5)
             await self.sleep(wait)
             spent += wait
             delay = min(delay * 2, self.max_backoff)
+
+
+    def _report(self, ctx: NotifyContext, alerts: list[Alert], attempts: int, error: str) -> None:
+        if self.on_result is None:
+            return
+        try:
+            self.on_result(NotifyResult(self.key, ctx, tuple(alerts), attempts, error))
+        except Exception:
+            log.exception("notification result hook failed")
+
+
+@dataclass(frozen=True)
+class NotifyResult:
+    """The outcome of one notification (all its attempts). `error` is "" on success."""
+
+    key: str  # "<receiver>/<integration kind>/<index>"
+    ctx: NotifyContext
+    alerts: tuple[Alert, ...]
+    attempts: int
+    error: str
+
+    @property
+    def success(self) -> bool:
+        return not self.error
 
 
 @dataclass

@@ -124,6 +124,11 @@ def _common(sets: Sequence[Labels]) -> KV:
     return KV(common)
 
 
+def common_labels(alerts: Sequence[Any]) -> Labels:
+    """The label pairs every one of `alerts` has."""
+    return Labels.from_dict(dict(_common([a.labels for a in alerts])))
+
+
 def template_data(
     receiver: str, group_labels: Labels, alerts: Sequence[Alert], now: float, external_url: str
 ) -> TemplateData:

@@ -281,6 +281,10 @@ class Evaluator:
         # inner steps sit on absolute multiples of the step as in Prometheus.
         first = (bound // step + 1) * step
         last = int(teff.max())
+        # Every inner step becomes at least one value in the child's blocks: refuse
+        # a subquery whose step count alone is over the limit before allocating it
+        # (`x[10000d:1s]` would otherwise need gigabytes just for its timestamps).
+        self.ctx.account(max(0, (last - first) // step + 1))
         inner_steps = np.arange(first, last + 1, step, dtype=np.int64)
         child = Evaluator(self.ctx, inner_steps)
         inner = child.eval(node.expr)

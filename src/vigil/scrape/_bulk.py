@@ -17,16 +17,19 @@ rebuilt from its tokens, for the careful per-line parser.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
 
 class Known(Protocol):
     """The keys the fast path may take without looking at them (see `SeriesCache`)."""
 
-    def __contains__(self, key: object) -> bool: ...
+    @property
+    def entries(self) -> Mapping[str, object]: ...
 
     def known_run(self, keys: list[str]) -> bool: ...
+
+    def learn(self, key: str) -> bool: ...
 
 
 def comment_segments(text: str) -> list[str]:
@@ -82,23 +85,24 @@ def split_runs(
     tokens: list[str],
     fields: int,
     known: Known,
-    learn: Callable[[str], bool],
-    take: Callable[[list[list[str]]], None],
-    odd_line: Callable[[str], None],
+    take: Callable[[list[list[str]], int], None],
+    odd_line: Callable[[str, int], None],
 ) -> int:
     """Walk `tokens` line by line, handing runs of lines of exactly `fields` tokens
     whose first token is in `known` to `take` as columns (one list per field; fields
     after the first keep their leading blank), and every other line to `odd_line`,
-    all in order. Returns the number of lines.
+    all in order, each with the 0-based number of its (first) line. Returns the
+    number of lines.
 
-    `learn(key)` adds a key to `known` when it is a valid series text (False when it
-    is not); it is tried on keys of lines with the right number of tokens, so a new
-    series costs its validation only. A line is taken in bulk only when its key is in
+    `known.learn(key)` adds a key when it is a valid series text (False when it is
+    not); it is tried on unknown keys of a run that stops early, so a new series
+    costs its validation only. A line is taken in bulk only when its key is in
     `known`; callers guarantee that no member of `known` starts with a blank (valid
     keys never do), which is what proves that the strided slices line up with lines.
     """
-    contains = known.__contains__
+    contains = known.entries.__contains__
     known_run = known.known_run
+    learn = known.learn
     n = len(tokens)
     i = 0
     lines = 0
@@ -121,7 +125,7 @@ def split_runs(
             good -= 1
             nxt -= fields
         if good == rows and rows:
-            take(cols)
+            take(cols, lines)
             lines += rows
             i = stop
             window = min(window * 2, 8192)
@@ -129,13 +133,13 @@ def split_runs(
         if _learn_keys(keys, good, contains, learn):
             continue  # new series: the same window again, now known
         if good:
-            take([col[:good] for col in cols])
+            take([col[:good] for col in cols], lines)
             lines += good
         if nxt >= n:
             break
         line, i = join_line(tokens, nxt)
+        odd_line(line, lines)
         lines += 1
-        odd_line(line)
         window = max(window // 4, 4)
     return lines
 

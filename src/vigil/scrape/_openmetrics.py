@@ -13,8 +13,9 @@ of labels; '# EOF' ends the body and nothing follows it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from itertools import compress
 from typing import NoReturn
 
 import numpy as np
@@ -27,8 +28,11 @@ from vigil.scrape._expo_common import (
     ExpositionError,
     MetricMetadata,
 )
+from vigil.scrape._bulk import comment_segments, split_runs, tokenize
 from vigil.scrape._numbers import (
+    bulk_float_tokens,
     bulk_floats,
+    ms_tokens,
     om_parse_float,
     parse_om_timestamp,
     seconds_to_ms,
@@ -52,6 +56,8 @@ _SUFFIXES: dict[str, tuple[str, ...]] = {
 _NO_NAN = frozenset({"_total", "_sum", "_count", "_bucket", "_gcount", "_gsum"})
 _NO_NEGATIVE = frozenset({"_total", "_sum", "_count", "_bucket", "_gcount"})
 _HISTOGRAMS = frozenset({"histogram", "gaugehistogram"})
+# types whose samples need more than the per-run checks of the fast path
+_COMPLEX = frozenset({"histogram", "gaugehistogram", "summary", "stateset", "info"})
 _EXEMPLAR_MAX_CHARS = 128
 _INF = float("inf")
 
@@ -71,6 +77,19 @@ class _Family:
     seen_groups: set[Pairs] = field(default_factory=set)
     # histogram samples other than the base name: (suffix, group, ts, value, le, lineno)
     hist: list[tuple[str, Pairs, Decimal | None, float, float, int]] = field(default_factory=list)
+
+
+class _Careful(Exception):
+    """The fast path met something only the careful path may decide."""
+
+
+def _ts(tokens: list[str] | None, i: int) -> Decimal | None:
+    if tokens is None:
+        return None
+    try:
+        return parse_om_timestamp(tokens[i][1:])
+    except ValueError:
+        raise _Careful from None
 
 
 def _without(pairs: Pairs, name: str) -> Pairs:
@@ -105,6 +124,135 @@ class OpenMetricsParser:
         except (ExpositionError, _Careful):
             self._restore(saved)
             return self._feed_careful(text)
+
+    def _save(self) -> tuple[object, ...]:
+        fam = self.fam
+        if fam is not None:
+            fam = replace(
+                fam, allowed=dict(fam.allowed), seen_groups=set(fam.seen_groups), hist=list(fam.hist)
+            )
+        return (self.lineno, self.eof, fam, set(self.seen_names), dict(self.metadata))
+
+    def _restore(self, saved: tuple[object, ...]) -> None:
+        (self.lineno, self.eof, self.fam, self.seen_names, self.metadata) = saved  # type: ignore[assignment]
+
+    def _feed_fast(self, text: str) -> Exposition:
+        """The bulk path; raises ExpositionError or _Careful (state then restored by
+        `feed`) whenever the careful path must decide.
+
+        Runs of lines ``series value [timestamp]`` in counter, gauge and unknown
+        families are taken as columns (`_bulk.split_runs`); the family and label-group
+        rules run once per run of equal keys through `_sample`, and what they check
+        for every sample (value not NaN or negative, timestamps not going back) is
+        checked for the whole feed at once at the end.
+        """
+        keys: list[str] = []
+        vals: list[str] = []
+        self._keys, self._vals, self._linenos = keys, vals, []
+        odd_at: list[int] = []
+        odd_ms: list[int] = []
+        exemplars: list[Exemplar] = []
+        ts_tokens: list[str] = []
+        ts_rows: list[tuple[int, int]] = []  # (first row, count) of bulk rows with ts
+        follows: list[np.ndarray] = []  # per bulk ts row: continues the previous row's run
+        plain: list[tuple[int, int]] = []  # row ranges that may not be NaN or negative
+        get = OM_SERIES.get
+
+        def take(cols: list[list[str]], at: int) -> None:
+            ks, vs = cols[0], cols[1]
+            tt = cols[2] if len(cols) == 3 else None
+            base = len(keys)
+            m = len(ks)
+            starts = [0, *compress(range(1, m), map(str.__ne__, ks[1:], ks[:-1]))]
+            starts.append(m)
+            cont = np.ones(m, dtype=bool) if tt is not None else None
+            line0 = first_line + at
+            for r in range(len(starts) - 1):
+                a, b = starts[r], starts[r + 1]
+                name, pairs = get(ks[a])
+                self._sample(name, pairs, vs[a][1:], _ts(tt, a), line0 + a, False)
+                fam = self.fam
+                assert fam is not None
+                if cont is not None:
+                    cont[a] = False
+                if b - a == 1:
+                    continue
+                if fam.type in _COMPLEX:
+                    for j in range(a + 1, b):
+                        self._sample(name, pairs, vs[j][1:], _ts(tt, j), line0 + j, False)
+                    if cont is not None:
+                        cont[a + 1 : b] = False
+                    continue
+                if fam.allowed[name] in _NO_NAN:  # '_total' here: not NaN nor negative
+                    plain.append((base + a, base + b))
+                if tt is not None:
+                    fam.group_ts = _ts(tt, b - 1)
+            keys.extend(ks)
+            vals.extend(vs)
+            if tt is not None and cont is not None:
+                ts_tokens.extend(tt)
+                ts_rows.append((base, m))
+                follows.append(cont)
+
+        def odd_line(line: str, at: int) -> None:
+            n = len(vals)
+            self._line(line, first_line + at, odd_at, odd_ms, exemplars)
+            if len(vals) > n:
+                vals[n] = " " + vals[n]  # as the bulk-split values have it
+
+        nlines = 0
+        first_line = 0  # number of the first line of the current sample part
+        parts = comment_segments(text)
+        for k, part in enumerate(parts):
+            if not part:
+                continue
+            if k % 2:
+                nlines += 1
+                self._line(part, self.lineno + nlines, odd_at, odd_ms, exemplars)
+                continue
+            first_line = self.lineno + nlines + 1
+            if self.eof:
+                raise _Careful
+            eol = part.find("\n")
+            fields = (part[:eol] if eol >= 0 else part).count(" ") + 1
+            nlines += split_runs(
+                tokenize(part),
+                fields if fields in (2, 3) else 2,
+                OM_SERIES,
+                take,
+                odd_line,
+            )
+        values = bulk_float_tokens(vals, openmetrics=True)
+        if values is None:
+            raise _Careful
+        for a, b in plain:
+            run = values[a:b]
+            if (run < 0).any() or np.isnan(run).any():
+                raise _Careful
+        timestamps = np.full(len(keys), NO_TIMESTAMP, dtype=np.int64)
+        if ts_tokens:
+            got = ms_tokens(ts_tokens)
+            if got is None:
+                raise _Careful
+            ms, careful = got
+            for i in np.flatnonzero(careful).tolist():
+                ms[i] = seconds_to_ms(parse_om_timestamp(ts_tokens[i][1:]))
+            cont = np.concatenate(follows)
+            back = ms[1:] < ms[:-1]
+            if back[cont[1:]].any():
+                raise _Careful
+            if careful.any():
+                # milliseconds may tie where the exact seconds go back
+                for i in np.flatnonzero(careful & cont).tolist():
+                    prev = parse_om_timestamp(ts_tokens[i - 1][1:])
+                    if parse_om_timestamp(ts_tokens[i][1:]) < prev:
+                        raise _Careful
+            rows = np.concatenate([np.arange(a, a + m) for a, m in ts_rows])
+            timestamps[rows] = ms
+        if odd_at:
+            timestamps[odd_at] = odd_ms
+        self.lineno += nlines
+        return Exposition(keys, values, timestamps, dict(self.metadata), True, exemplars)
 
     def _feed_careful(self, text: str) -> Exposition:
         """Line by line; the reference behaviour, and the source of every error."""

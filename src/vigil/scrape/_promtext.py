@@ -104,7 +104,7 @@ class PromTextParser:
         add_key = keys.append
         add_val = vals.append
 
-        def odd_line(line: str) -> None:
+        def odd_line(line: str, _: int) -> None:
             key, _, v = line.rpartition(" ")
             if key in cache:
                 add_key(key)
@@ -118,14 +118,14 @@ class PromTextParser:
             if len(vals) > n:
                 vals[n] = " " + vals[n]  # as the bulk-split values have it
 
-        def take(cols: list[list[str]]) -> None:
+        def take(cols: list[list[str]], _: int) -> None:
             keys.extend(cols[0])
             vals.extend(cols[1])
 
         nlines = len(comments)
         if samples:
             nlines += split_runs(
-                tokenize(samples), 2, PROM_SERIES, PROM_SERIES.learn, take, odd_line
+                tokenize(samples), 2, PROM_SERIES, take, odd_line
             )
         values = bulk_float_tokens(vals, openmetrics=False)
         if values is None:

@@ -259,9 +259,6 @@ class SeriesCache:
             return False
         return True
 
-    def __contains__(self, key: object) -> bool:
-        return key in self.entries
-
     def known_run(self, keys: list[str]) -> bool:
         """Whether every key in the non-empty list `keys` is a valid series text seen
         before (a key never contains a newline, so the joined form is unambiguous)."""

@@ -54,7 +54,7 @@ async def request_params(request: Request) -> Params:
                 )
             except (UnicodeDecodeError, ValueError) as exc:
                 raise ApiError("bad_data", f"error parsing form values: {exc}") from None
-            form = FormData(pairs)
+            form = FormData([(k, v) for k, v in pairs])  # type: ignore[arg-type]
     return Params(request.query_params, form)
 
 
