@@ -21,7 +21,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(fn: Callable[[], T], timeout: float = 20.0, interval: float = 0.1) -> T:
+def wait_for(fn: Callable[[], T], timeout: float = 30.0, interval: float = 0.1) -> T:
     """Poll `fn` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last: T = fn()

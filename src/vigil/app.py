@@ -134,8 +134,50 @@ class Vigil:
         self.discovery = DiscoveryManager(on_update=self.scrape.on_update)
         self._apply(self.loaded)
         self.alertmanager = self._build_alertmanager()
+        self._build_rules()
         self.scrape.start()
+        self.notifier.start()
+        self.rules.start()
         self.ready = True
+
+    def _external_labels(self, loaded: Any) -> dict[str, str]:
+        return dict(loaded.config.global_config.external_labels or {})
+
+    def _rule_files(self, loaded: Any) -> list[str]:
+        from vigil.rules.loader import expand_rule_files
+
+        base = str(Path(loaded.path).parent) if loaded.path else None
+        return expand_rule_files(list(loaded.config.rule_files), base)
+
+    def _local_alertmanager(self) -> Any:
+        """Hands alerts to the in-process Alertmanager on its event loop, or None."""
+        am = self.alertmanager
+        if am is None:
+            return None
+        return lambda doc: self._on_loop(lambda: am.put_postable(doc))
+
+    def _build_rules(self) -> None:
+        from vigil.rules.manager import RuleManager
+        from vigil.rules.notifier import Notifier
+
+        ext = self._external_labels(self.loaded)
+        url = f"http://{self._self_host()}:{self.port}"
+        self.notifier = Notifier(external_labels=ext, local=self._local_alertmanager())
+        self.notifier.apply_config(
+            self.loaded.config.alerting, external_labels=ext, local=self._local_alertmanager()
+        )
+        self.rules = RuleManager(
+            query=self.engine.instant_query,
+            appendable=self.db,
+            queryable=self.db,
+            notify=self.notifier.send,
+            external_labels=ext,
+            external_url=url,
+            now=self.now,
+        )
+        self.rules.apply(
+            self._rule_files(self.loaded), self.loaded.config.global_config.evaluation_interval.ms
+        )
 
     def _alertmanager_config_path(self) -> Path | None:
         path = self.options.alertmanager_config or self.loaded.config.vigil.alertmanager_config
@@ -174,7 +216,20 @@ class Vigil:
                     from vigil.alerting.config import load_config_file as load_am_config
 
                     am_config = load_am_config(am_path)
+                from vigil.rules.loader import load_rule_files
+
+                rule_files = self._rule_files(loaded)
+                load_rule_files(rule_files)  # validate before anything changes
                 self._apply(loaded)
+                ext = self._external_labels(loaded)
+                self.rules.apply(
+                    rule_files,
+                    loaded.config.global_config.evaluation_interval.ms,
+                    external_labels=ext,
+                )
+                self.notifier.apply_config(
+                    loaded.config.alerting, external_labels=ext, local=self._local_alertmanager()
+                )
                 if am_config is not None:
                     self._on_loop(lambda: self.alertmanager.apply_config(am_config))
             except Exception:
@@ -205,7 +260,7 @@ class Vigil:
 
     def stop(self) -> None:
         self.ready = False
-        for part in ("discovery", "scrape"):
+        for part in ("rules", "notifier", "discovery", "scrape"):
             obj = getattr(self, part, None)
             if obj is not None:
                 obj.stop()
@@ -218,6 +273,7 @@ class Vigil:
     def web_app(self) -> Any:
         from vigil.web import create_app
         from vigil.web.context import WebContext
+        from vigil.web.rules_api import create_rules_routes
 
         vcfg = self.loaded.config.vigil
         ctx = WebContext(
@@ -237,7 +293,7 @@ class Vigil:
             build_info=build_info(),
             runtime_info=self.runtime_info,
         )
-        app = create_app(ctx)
+        app = create_app(ctx, extra_routes=create_rules_routes(self.rules))
         if self.alertmanager is None:
             return app
         from starlette.applications import Starlette

@@ -113,6 +113,16 @@ def check_config(files: tuple[Path, ...]) -> None:
     sys.exit(1 if failed else 0)
 
 
+@check.command("rules")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--lint-fatal", is_flag=True, help="Exit 3 when lint findings exist.")
+def check_rules(files: tuple[Path, ...], lint_fatal: bool) -> None:
+    """Check Prometheus rule FILES (promtool's messages and exit codes)."""
+    from vigil.rules.check import check_rules as check
+
+    sys.exit(check([str(f) for f in files], lint_fatal=lint_fatal))
+
+
 @check.command("metrics")
 @click.option(
     "--format",
@@ -221,6 +231,15 @@ def exporter(name: str, listen: str, options: tuple[str, ...]) -> None:
 @main.group("test")
 def test_group() -> None:
     """Test routing decisions and rules without running a server."""
+
+
+@test_group.command("rules")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def test_rules(files: tuple[Path, ...]) -> None:
+    """Run rule unit tests in promtool's format (input_series, alert_rule_test, ...)."""
+    from vigil.rules.unittest import test_rules as run
+
+    sys.exit(run([str(f) for f in files]))
 
 
 @test_group.command("routes")

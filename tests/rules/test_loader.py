@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from _support import SHARED
 from vigil.promql.parser import parse_expr
 from vigil.rules.check import check_rules
 from vigil.rules.loader import RuleFileError, load_rule_file, parse_rules
+
+from _support import SHARED
 
 PROMTOOL = "/usr/bin/promtool"
 
@@ -96,7 +97,7 @@ EXPECTED_BAD = [
     'bad.yml: 7:11: group "a", rule 2, "X": could not parse expression: 1:6: parse error: '
     "unexpected end of input",
     "bad.yml: 9:13: 8:12: group \"a\", rule 3, \"Y\": only one of 'record' and 'alert' must be set",
-    "bad.yml: 9:13: group \"a\", rule 3, \"Y\": invalid field 'annotations' in recording rule",
+    'bad.yml: 9:13: group "a", rule 3, "Y": invalid field \'annotations\' in recording rule',
     'bad.yml: group "a", rule 3, "Y": annotation "a": template: __alert_Y:1: unclosed action',
     'bad.yml: 13:3: groupname: "a" is repeated in the same file',
 ]
@@ -109,9 +110,15 @@ def test_errors_name_file_line_column() -> None:
 
 
 def test_unknown_field_and_bad_duration() -> None:
-    _, errors = parse_rules("groups:\n- name: a\n  rules:\n  - alert: x\n    expr: up\n    bogus: 1\n", "u.yml")
-    assert errors == ["u.yml: yaml: unmarshal errors:\n  line 6: field bogus not found in type rulefmt.RuleNode"]
-    _, errors = parse_rules("groups:\n- name: a\n  rules:\n  - alert: x\n    expr: up\n    for: 5x\n", "u.yml")
+    _, errors = parse_rules(
+        "groups:\n- name: a\n  rules:\n  - alert: x\n    expr: up\n    bogus: 1\n", "u.yml"
+    )
+    assert errors == [
+        "u.yml: yaml: unmarshal errors:\n  line 6: field bogus not found in type rulefmt.RuleNode"
+    ]
+    _, errors = parse_rules(
+        "groups:\n- name: a\n  rules:\n  - alert: x\n    expr: up\n    for: 5x\n", "u.yml"
+    )
     assert errors == ['u.yml: not a valid duration string: "5x"']
 
 
@@ -134,7 +141,12 @@ def test_prometheus3_group_fields() -> None:
     )
     [g], errors = parse_rules(text, "f.yml")
     assert errors == []
-    assert (g.interval_ms, g.query_offset_ms, g.limit, g.labels) == (30_000, 60_000, 5, {"team": "x"})
+    assert (g.interval_ms, g.query_offset_ms, g.limit, g.labels) == (
+        30_000,
+        60_000,
+        5,
+        {"team": "x"},
+    )
 
 
 def test_empty_file_and_missing_file(tmp_path: Path) -> None:
@@ -145,7 +157,9 @@ def test_empty_file_and_missing_file(tmp_path: Path) -> None:
 
 def test_check_rules_output(tmp_path: Path) -> None:
     good = tmp_path / "good.yml"
-    good.write_text("groups:\n- name: a\n  rules:\n  - record: job:up\n    expr: sum by (job) (up)\n")
+    good.write_text(
+        "groups:\n- name: a\n  rules:\n  - record: job:up\n    expr: sum by (job) (up)\n"
+    )
     bad = tmp_path / "bad.yml"
     bad.write_text(BAD)
     out, err = _Sink(), _Sink()
@@ -174,7 +188,9 @@ def test_check_rules_matches_promtool(tmp_path: Path) -> None:
         os.chdir(tmp_path)
         try:
             rc = check_rules([name], stdout=out, stderr=err)
-            p = subprocess.run([PROMTOOL, "check", "rules", name], capture_output=True, text=True, timeout=60)
+            p = subprocess.run(
+                [PROMTOOL, "check", "rules", name], capture_output=True, text=True, timeout=60
+            )
         finally:
             os.chdir(cwd)
         assert rc == p.returncode, name

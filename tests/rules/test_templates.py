@@ -21,8 +21,16 @@ from vigil.rules.templates import (
 
 @pytest.mark.parametrize(
     "v,want",
-    [(0, "0"), (1234567, "1.235M"), (0.00123, "1.23m"), (-1500, "-1.5k"), (12.5, "12.5"),
-     (float("inf"), "+Inf"), (float("nan"), "NaN"), ("2048", "2.048k")],
+    [
+        (0, "0"),
+        (1234567, "1.235M"),
+        (0.00123, "1.23m"),
+        (-1500, "-1.5k"),
+        (12.5, "12.5"),
+        (float("inf"), "+Inf"),
+        (float("nan"), "NaN"),
+        ("2048", "2.048k"),
+    ],
 )
 def test_humanize(v: object, want: str) -> None:
     assert humanize(v) == want
@@ -44,7 +52,12 @@ def test_humanize_family() -> None:
 
 def test_format_float_e() -> None:
     assert [format_float_e(x) for x in (1.0, 0.5, 123.456, 1e-7, 0.0)] == [
-        "1e+00", "5e-01", "1.23456e+02", "1e-07", "0e+00"]
+        "1e+00",
+        "5e-01",
+        "1.23456e+02",
+        "1e-07",
+        "0e+00",
+    ]
     assert format_float_e(12.0, upper=True) == "1.2E+01"
 
 
@@ -52,17 +65,15 @@ def test_variables_and_pipelines() -> None:
     text = (
         '{{ $labels.instance }} {{ $value | humanize }} {{ printf "%.1f" $value }} '
         "{{ $externalLabels.cluster }}|{{ $labels.missing }}|"
-        '{{ if gt $value 100.0 }}big{{ else }}small{{ end }} '
-        '{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }} '
+        "{{ if gt $value 100.0 }}big{{ else }}small{{ end }} "
+        "{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }} "
         '{{ reReplaceAll "(.*):.*" "$1" $labels.instance | toUpper }} '
         '{{ with $labels.job }}{{ . | title }}{{ end }} {{ match "^a" $labels.job }}'
     )
     got = expand_template(
         text, {"instance": "a:9", "job": "api"}, 1234.5, external_labels={"cluster": "c1"}
     )
-    assert got == (
-        "a:9 1.234k 1234.5 c1||big instance=a:9;job=api; A Api true"
-    )
+    assert got == ("a:9 1.234k 1234.5 c1||big instance=a:9;job=api; A Api true")
 
 
 def test_query_functions() -> None:
@@ -70,7 +81,10 @@ def test_query_functions() -> None:
         assert t == 42
         return QueryResult(
             "vector",
-            [Sample(Labels.from_dict({"i": "b"}), t, 2.0), Sample(Labels.from_dict({"i": "a"}), t, 1.0)],
+            [
+                Sample(Labels.from_dict({"i": "b"}), t, 2.0),
+                Sample(Labels.from_dict({"i": "a"}), t, 1.0),
+            ],
         )
 
     text = (
@@ -88,11 +102,13 @@ def test_errors_are_rendered_not_raised() -> None:
         "<error expanding template: error parsing template __alert_A: "
         "template: __alert_A:1: unclosed action>"
     )
-    got = expand_template('{{ query "x" | first }}', {}, 1.0, query=lambda e, t: QueryResult("vector", []))
+    got = expand_template(
+        '{{ query "x" | first }}', {}, 1.0, query=lambda e, t: QueryResult("vector", [])
+    )
     assert "first() called on vector with no elements" in got
 
 
 def test_check_template() -> None:
     assert check_template("{{ $value | humanizePercentage }}", "__alert_a") is None
-    assert check_template("{{ graphLink \"up\" }}{{ tableLink \"up\" }}{{ pathPrefix }}", "n") is None
+    assert check_template('{{ graphLink "up" }}{{ tableLink "up" }}{{ pathPrefix }}', "n") is None
     assert check_template("{{ nope }}", "n") == 'template: n:1: function "nope" not defined'

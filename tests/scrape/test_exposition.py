@@ -252,3 +252,252 @@ def test_large_body_round_trip() -> None:
     assert len(exp) == 5000
     assert exp.values[4999] == 4999.5
     assert labels_of(exp.keys[123]).get("i") == "123"
+
+
+# -- fast paths: bulk splitting must agree with the careful line-by-line parsers ------
+
+from vigil.scrape import _series  # noqa: E402
+from vigil.scrape._numbers import (  # noqa: E402
+    bulk_float_tokens,
+    go_parse_float,
+    ms_tokens,
+    om_parse_float,
+    parse_om_timestamp,
+    seconds_to_ms,
+)
+from vigil.scrape._openmetrics import OpenMetricsParser  # noqa: E402
+from vigil.scrape._promtext import PromTextParser  # noqa: E402
+
+
+def _careful(body: bytes, om: bool) -> tuple[list[str], list[float], list[int], dict]:
+    parser = OpenMetricsParser() if om else PromTextParser()
+    exp = parser._feed_careful(body.decode())
+    if om:
+        parser.close()
+        exp.metadata = dict(parser.metadata)
+    return exp.keys, exp.values.tolist(), exp.timestamps.tolist(), exp.metadata
+
+
+def _same(body: bytes, om: bool = False) -> None:
+    """parse() (fast path) and the careful parser agree: same result or same error."""
+    ct = OM if om else None
+    try:
+        want = _careful(body, om)
+    except ExpositionError as e:
+        with pytest.raises(ExpositionError) as info:
+            parse(body, ct)
+        assert str(info.value) == str(e)
+        return
+    for _ in range(2):  # cold, then with every series known
+        got = parse(body, ct)
+        assert got.keys == want[0]
+        np.testing.assert_array_equal(got.values, np.array(want[1]))
+        assert got.timestamps.tolist() == want[2]
+        assert got.metadata == want[3]
+
+
+def _no_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: object, text: str) -> None:
+        raise AssertionError("fell back to the careful path")
+
+    monkeypatch.setattr(PromTextParser, "_feed_careful", refuse)
+    monkeypatch.setattr(OpenMetricsParser, "_feed_careful", refuse)
+
+
+def test_fast_path_takes_a_steady_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [f'm{{i="{i}",job="x y"}} {i}.25' for i in range(3000)]
+    lines[5] = "# HELP m help"
+    lines[7] = 'm{i="ts"} 1 1700000000000'
+    lines[9] = "  m_lead 2"
+    lines[11] = ""
+    lines[13] = 'm{i="nan"} NaN'
+    lines[15] = 'm{i="hex"} 0x1p-2'
+    body = ("\n".join(lines) + "\n").encode()
+    _same(body)
+    _no_fallback(monkeypatch)
+    for _ in range(2):
+        exp = parse(body)
+        assert len(exp) == 2998
+        assert exp.keys[7 - 1] == 'm{i="ts"}' and exp.timestamps[6] == 1700000000000
+        assert exp.values[-1] == 2999.25 and exp.values[13] == 0.25
+    assert _series.PROM_SERIES.runs  # whole runs recognised by comparison
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"a 1\nb 2 3\nc\n",  # a line without a value after good ones
+        b"a 1\nb\nc\nd 1\n",  # lines without blanks would shift the columns
+        b"x 1 Inf\nInf\n",  # the shift could line up with names that are numbers
+        b"a 1\n\tb 2\n c 3\n",
+        b'a{b="x y"} 1\na{b="x y"} 2 3\n',
+        b"a 1\n  # TYPE a gauge\na 2\n",
+        b"# TYPE a gauge\n# TYPE a gauge\na 1\n",
+        b"a 1\na 1_0\n",
+        b"a 1\na \xc2\xa01\n",
+        b"a 1\na 1\r\n",
+        b"a 1\na 1 \n",
+        b"a 1\na  1\n",
+        b"a 1\na +nan\n",
+        b"a 1\na 1e400\n",
+        b"a 1\na 1 -\n",
+        b"a 1\na 1 99999999999999999999\n",
+        b"a 0x1p3\na -0\na 1E5\na .5\n",
+        b"#\n#HELP a x\n# HELPER a\na 1",
+        b"",
+        b"\n\n",
+    ],
+)
+def test_fast_prometheus_matches_careful(body: bytes) -> None:
+    _same(body)
+    _series.PROM_SERIES.clear()
+    _same(body * 3)
+
+
+def test_fast_prometheus_random_bodies() -> None:
+    import random
+
+    rng = random.Random(11)
+    pieces = [
+        'm{a="1"} 1',
+        'm{a="2"} 2.5e3',
+        'm{a="2"} -0',
+        'm{a="3",b="x y"} 3',
+        "n 4 1700000000000",
+        "n 5",
+        "# TYPE n gauge",
+        "# HELP m some help",
+        "# a comment",
+        "",
+        "  o 6",
+        "o\t7",
+        'p{a="\\"q r\\""} 8',
+        "q NaN",
+        "q +Inf",
+        "r 1_0",
+        "s",
+        "t 1 2 3",
+    ]
+    for _ in range(300):
+        body = "\n".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))).encode()
+        _same(body)
+
+
+OM_STEADY = (
+    "# HELP c A counter.\n# TYPE c counter\n"
+    + "".join(
+        f'c_total{{i="{i // 100}"}} {i} {1700000000 + i}.{i % 1000:03d}\n' for i in range(400)
+    )
+    + "# TYPE g gauge\n"
+    + "".join(f'g{{i="{i}"}} {i * 0.5} 1700000000\n' for i in range(300))
+    + "".join(f"u {i} 1700000000.5\n" for i in range(10))
+    + "# EOF\n"
+).encode()
+
+
+def test_fast_openmetrics_takes_a_steady_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    _same(OM_STEADY, om=True)
+    _no_fallback(monkeypatch)
+    exp = parse(OM_STEADY, OM)
+    assert len(exp) == 710
+    assert exp.timestamps[1] == 1700000001001 and exp.values[1] == 1.0
+    assert exp.timestamps[-1] == 1700000000500
+    chunks = list(iter_parse(io.BytesIO(OM_STEADY), OM, chunk_bytes=1000))
+    assert sum(len(c) for c in chunks) == 710
+    assert np.concatenate([c.timestamps for c in chunks]).tolist() == exp.timestamps.tolist()
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"# TYPE c counter\nc_total 1 2\nc_total 2 3\nc_total 3 2.999\n# EOF\n", "backwards"),
+        (b"# TYPE c counter\nc_total 1 2\nc_total 2 3.0001\nc_total 3 3.00005\n# EOF\n", "back"),
+        (b"# TYPE c counter\nc_total 1 2\nc_total 2 3\nc_total NaN 4\n# EOF\n", "NaN"),
+        (b"# TYPE c counter\nc_total 1 2\nc_total -1 3\nc_total 3 4\n# EOF\n", "negative"),
+        (b"# TYPE c counter\nc_total 1 2\nc_total 2\n# EOF\n", "mixes"),
+        (b"# TYPE g gauge\ng 1 2\ng 2 3\nh 1 1\ng 3 4\n# EOF\n", "clashes"),
+        (b'# TYPE g gauge\ng{a="1"} 1 2\ng{a="2"} 1 2\ng{a="1"} 1 3\n# EOF\n', "contiguous"),
+        (b"g 1 2\ng 2 3\n# EOF\ng 3 4\n", "after '# EOF'"),
+        (b"g 1 2\ng 2 3\n\ng 3 4\n# EOF\n", "blank"),
+        (b"g 1 2\ng 2 NaN\n# EOF\n", "timestamp"),
+        (b"g 1 2\ng 2 3 4\n# EOF\n", "optional timestamp"),
+        (b"g 1 2\ng 0x1 3\n# EOF\n", "invalid value"),
+        (b'# TYPE h histogram\nh_bucket{le="1"} 1 2\nh_bucket{le="+Inf"} 0 2\n# EOF\n', "decrease"),
+    ],
+)
+def test_fast_openmetrics_errors_match_careful(body: bytes, fragment: str) -> None:
+    _same(body, om=True)
+    _series.OM_SERIES.clear()
+    with pytest.raises(ExpositionError) as info:
+        parse(body, OM)
+    assert fragment in info.value.message
+    _same(body, om=True)  # with the series known
+
+
+def test_fast_openmetrics_exotic_but_valid() -> None:
+    body = (
+        b"# TYPE c counter\n"
+        b'c_total{a="1"} 1 1.5 # {t="x"} 1 1.5\n'
+        b'c_total{a="1"} 2 1.50001\nc_total{a="1"} 3 1.5e1\nc_created{a="1"} 1 15\n'
+        b"# TYPE s summary\n"
+        b's{quantile="0.5"} 1 1\ns{quantile="0.5"} 2 2\ns_sum 1 2\ns_count 1 2\n'
+        b'# TYPE i info\ni_info{v="1"} 1 5\ni_info{v="1"} 1 4\n'
+        b"# TYPE h histogram\n"
+        b'h_bucket{le="1"} 1 1\nh_bucket{le="+Inf"} 2 1\nh_count 2 1\nh_sum 3 1\n'
+        b'h_bucket{le="1"} 1 2\nh_bucket{le="+Inf"} 2 2\nh_count 2 2\nh_sum 3 2\n'
+        b"u 1 -1.25\nu 2 -1.0005\nu 1e400 123456789012345678901.5\n"
+        b"# EOF"
+    )
+    _same(body, om=True)
+    exp = parse(body, OM)
+    assert exp.timestamps[:3].tolist() == [1500, 1500, 15000]
+    assert exp.timestamps[-3:].tolist() == [-1250, -1000, np.iinfo(np.int64).max]
+    assert len(exp.exemplars) == 1
+
+
+def test_bulk_numbers_agree_with_one_by_one() -> None:
+    import random
+
+    rng = random.Random(3)
+    special = ["NaN", "+Inf", "-inf", "0x1p-3", "1e400", "-0", "1.", ".5", "9" * 17, "1e22"]
+    special += ["1e23", "4.5e-22", "7e-23", "1E+05", "-.5e3", "1e+0100", "+nan", "1e", "."]
+    special += ["1..2", "--1", "1-2", "e5", "1e5.5", "+", "123456789012345", "1_0", "infinity"]
+
+    def rnd() -> str:
+        if rng.random() < 0.1:
+            return rng.choice(special)
+        s = str(rng.randrange(10 ** rng.randint(1, 18)))
+        if rng.random() < 0.5:
+            p = rng.randint(0, len(s))
+            s = s[:p] + "." + s[p:]
+        if rng.random() < 0.3:
+            s = rng.choice("+-") + s
+        if rng.random() < 0.3:
+            s += rng.choice("eE") + rng.choice(["", "+", "-"]) + str(rng.randint(0, 40))
+        return s
+
+    for _ in range(1500):
+        toks = [rnd() for _ in range(rng.randint(1, 40))]
+        for om, check in ((False, go_parse_float), (True, om_parse_float)):
+            try:
+                want = [check(t) for t in toks]
+            except ValueError:
+                want = None
+            got = bulk_float_tokens([" " + t for t in toks], om)
+            if want is None:
+                assert got is None, toks
+            else:
+                assert got is not None, toks
+                np.testing.assert_array_equal(got, np.array(want))
+                assert (np.signbit(got) == np.signbit(np.array(want))).all()
+        try:
+            ms = [seconds_to_ms(parse_om_timestamp(t)) for t in toks]
+        except ValueError:
+            ms = None
+        out = ms_tokens([" " + t for t in toks])
+        if out is not None:
+            assert ms is not None, toks
+            vals, careful, _ = out
+            assert [v for v, c in zip(vals.tolist(), careful, strict=True) if not c] == [
+                m for m, c in zip(ms, careful, strict=True) if not c
+            ]

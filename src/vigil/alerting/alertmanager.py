@@ -124,7 +124,8 @@ def parse_postable_alerts(doc: Any, now: float, resolve_timeout: float) -> list[
             raise AlertValidationError(f"{where}: bad time: {exc}") from None
         timeout = False
         if not starts:
-            starts = ends if ends and ends < now else now
+            # As Alertmanager: a given end time doubles as the start time.
+            starts = ends or now
         if not ends:
             ends, timeout = now + resolve_timeout, True
         if ends < starts:

@@ -4,6 +4,10 @@
 server root: ``/api/v2/alerts``, ``/api/v2/alerts/groups``, ``/api/v2/silences``,
 ``/api/v2/silence/{id}``, ``/api/v2/receivers``, ``/api/v2/status``. Errors
 answer 400 with a text message naming what is wrong, as Alertmanager does.
+
+Vigil extensions (docs/alerting.md): ``POST/DELETE /api/v2/alerts/{fp}/ack``,
+``GET /api/v2/history``, ``GET /api/v2/stats``, and an ``acknowledged`` field
+on alerts.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from starlette.routing import Route
 
 from vigil.alerting.alert import Alert, format_time, parse_time
 from vigil.alerting.alertmanager import VERSION, Alertmanager, AlertValidationError
+from vigil.alerting.history import KINDS
 from vigil.alerting.matcher_parse import MatcherParseError, parse_matchers
 from vigil.alerting.silence import Silence, SilenceError, SilenceNotFound
 from vigil.model.matchers import InvalidRegexError, Matcher, MatchType, matches_all
@@ -79,7 +84,13 @@ def create_alertmanager_routes(am: Alertmanager) -> list[Route]:
             "updatedAt": format_time(a.updated_at),
             "generatorURL": a.generator_url,
             "labels": dict(a.labels),
+            **ack_field(a),
         }
+
+    def ack_field(a: Alert) -> dict[str, Any]:
+        # Vigil extension; Alertmanager clients ignore fields they don't know.
+        ack = am.acks.get(a)
+        return {"acknowledged": ack.api_json()} if ack else {}
 
     def select(req: Request, alerts: list[Alert]) -> list[Alert]:
         matchers = _filters(req)
@@ -229,8 +240,56 @@ def create_alertmanager_routes(am: Alertmanager) -> list[Route]:
             }
         )
 
+    async def post_ack(req: Request) -> Response:
+        fp = req.path_params["fp"]
+        try:
+            doc = orjson.loads(await req.body() or b"{}")
+            if not isinstance(doc, dict):
+                raise ValueError("body must be a JSON object")
+            by = doc.get("by") or doc.get("createdBy") or ""
+            expires = doc.get("expiresAt")
+            ack = am.acknowledge(
+                fp,
+                str(by),
+                str(doc.get("comment") or ""),
+                parse_time(str(expires)) if expires else 0.0,
+            )
+        except KeyError:
+            return _bad(f"alert {fp} not found", 404)
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            return _bad(str(exc))
+        return _json({"fingerprint": fp, **ack.api_json()})
+
+    async def delete_ack(req: Request) -> Response:
+        if not am.unacknowledge(req.path_params["fp"], req.query_params.get("by", "")):
+            return Response(status_code=404)
+        return Response(status_code=200)
+
+    async def get_history(req: Request) -> Response:
+        q = req.query_params
+        try:
+            start = _time_param(q.get("start"))
+            end = _time_param(q.get("end"))
+            matchers = _filters(req)
+            limit = int(q.get("limit") or 1000)
+        except (MatcherParseError, InvalidRegexError, ValueError) as exc:
+            return _bad(f"bad parameter: {exc}")
+        kinds = q.getlist("kind")
+        unknown = [k for k in kinds if k not in KINDS]
+        if unknown:
+            return _bad(f"unknown kind {unknown[0]!r}; one of {', '.join(KINDS)}")
+        events = am.history.query(start, end, matchers, kinds, q.get("ref", ""), limit)
+        return _json([e.api_json() for e in events])
+
+    async def get_stats(req: Request) -> Response:
+        return _json(alert_stats(am))
+
     return [
         Route("/api/v2/alerts", get_alerts, methods=["GET"]),
+        Route("/api/v2/alerts/{fp}/ack", post_ack, methods=["POST"]),
+        Route("/api/v2/alerts/{fp}/ack", delete_ack, methods=["DELETE"]),
+        Route("/api/v2/history", get_history, methods=["GET"]),
+        Route("/api/v2/stats", get_stats, methods=["GET"]),
         Route("/api/v2/alerts", post_alerts, methods=["POST"]),
         Route("/api/v2/alerts/groups", get_groups, methods=["GET"]),
         Route("/api/v2/silences", get_silences, methods=["GET"]),
@@ -240,6 +299,70 @@ def create_alertmanager_routes(am: Alertmanager) -> list[Route]:
         Route("/api/v2/receivers", get_receivers, methods=["GET"]),
         Route("/api/v2/status", get_status, methods=["GET"]),
     ]
+
+
+def _time_param(v: str | None) -> float | None:
+    """RFC3339 or Unix seconds (as Prometheus's API accepts); None when absent."""
+    if not v:
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return parse_time(v)
+
+
+def alert_stats(am: Alertmanager) -> dict[str, Any]:
+    """``GET /api/v2/stats``: alerts by severity and state, notifications per integration.
+
+    Notification counts come from the history, so they survive restarts (within
+    the history's retention)."""
+    now = am.now()
+    by_state: dict[str, int] = {"active": 0, "suppressed": 0, "resolved": 0}
+    by_sev: dict[str, dict[str, int]] = {}
+    acked = 0
+    for a in am.alerts.list():
+        st = "resolved" if a.resolved(now) else am.status_of(a)["state"]
+        by_state[st] += 1
+        sev = a.labels.get("severity") or "none"
+        row = by_sev.setdefault(sev, {"active": 0, "suppressed": 0, "resolved": 0})
+        row[st] += 1
+        if st != "resolved" and am.acks.get(a):
+            acked += 1
+    per: dict[tuple[str, str], dict[str, Any]] = {}
+    for e in am.history.query(kinds=["notification"]):
+        d = e.details
+        row2 = per.setdefault(
+            (str(d.get("receiver")), str(d.get("integration"))),
+            {"sent": 0, "failed": 0, "lastError": "", "lastErrorAt": None},
+        )
+        if d.get("success"):
+            row2["sent"] += 1
+        else:
+            row2["failed"] += 1
+            row2["lastError"] = d.get("error", "")
+            row2["lastErrorAt"] = format_time(e.time)
+    notifications = []
+    for (rcv, integ), row2 in sorted(per.items()):
+        total = row2["sent"] + row2["failed"]
+        notifications.append(
+            {"receiver": rcv, "integration": integ, **row2, "successRate": row2["sent"] / total}
+        )
+    sent = sum(n["sent"] for n in notifications)
+    failed = sum(n["failed"] for n in notifications)
+    return {
+        "alerts": {
+            "total": sum(by_state.values()),
+            "byState": by_state,
+            "acknowledged": acked,
+            "bySeverity": dict(sorted(by_sev.items())),
+        },
+        "notifications": {
+            "sent": sent,
+            "failed": failed,
+            "successRate": sent / (sent + failed) if sent + failed else None,
+            "byIntegration": notifications,
+        },
+    }
 
 
 def _filter_hits(m: Matcher, s: Silence) -> bool:

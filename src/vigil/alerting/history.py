@@ -173,6 +173,7 @@ class History:
         """Events with `start <= time <= end` (bounds inclusive, None: open) whose
         labels match all `matchers`, oldest first; `limit` keeps the newest."""
         want = set(kinds)
+        ms = tuple(matchers)
         out = [
             e
             for e in self.events()
@@ -180,7 +181,7 @@ class History:
             and (end is None or e.time <= end)
             and (not want or e.kind in want)
             and (not ref or e.ref == ref)
-            and matches_all(matchers, e.labels)
+            and matches_all(ms, e.labels)
         ]
         out.sort(key=lambda e: e.time)
         return out[-limit:] if limit else out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from vigil.alerting.ack import Acks
 from vigil.alerting.alert import Alert, format_time
@@ -79,40 +80,41 @@ class Observer:
     def scan(self) -> None:
         with self._lock:
             now = self._now()
+            # Silences first, so "silence_created" precedes the "silenced" it causes.
+            for s in self._silences():
+                self._silence(s, now)
             alerts = {a.fingerprint: a for a in self._alerts()}
             for fp, a in alerts.items():
                 self._alert(fp, a, now)
             for ack in self.acks.list():
-                a = alerts.get(ack.fingerprint)
-                why = ack.why_ended(a, now)
+                cur = alerts.get(ack.fingerprint)
+                why = ack.why_ended(cur, now)
                 if why and self.acks.remove(ack.fingerprint) is not None:
                     self.history.record(
                         "unacknowledged",
-                        a.labels if a else Labels.EMPTY,
+                        cur.labels if cur else Labels.EMPTY,
                         ack.fingerprint,
                         reason=why,
                         by=ack.by,
                     )
-            for s in self._silences():
-                self._silence(s, now)
             self._prune(alerts)
 
     def _alert(self, fp: str, a: Alert, now: float) -> None:
         h = self.history
         status, starts = self._state.get(fp, ("", 0.0))
         resolved = a.resolved(now)
-        if not resolved or status == "":
-            if status != "firing" or starts != a.starts_at:
-                h.record(
-                    "firing",
-                    a.labels,
-                    fp,
-                    at=a.starts_at,
-                    startsAt=format_time(a.starts_at),
-                    startsAtUnix=a.starts_at,
-                    annotations=dict(a.annotations),
-                )
-                self._state[fp] = ("firing", a.starts_at)
+        new_start = status != "firing" or starts != a.starts_at
+        if (not resolved or status == "") and new_start:
+            h.record(
+                "firing",
+                a.labels,
+                fp,
+                at=a.starts_at,
+                startsAt=format_time(a.starts_at),
+                startsAtUnix=a.starts_at,
+                annotations=dict(a.annotations),
+            )
+            self._state[fp] = ("firing", a.starts_at)
         if resolved:
             if self._state[fp][0] == "firing":
                 h.record("resolved", a.labels, fp, at=a.ends_at, endsAt=format_time(a.ends_at))
@@ -139,7 +141,8 @@ class Observer:
         if now_by:
             known[fp] = now_by
             if not was:
-                self.history.record(kind, a.labels, fp, **{field: list(now_by)})
+                details: dict[str, Any] = {field: list(now_by)}
+                self.history.record(kind, a.labels, fp, **details)
         else:
             del known[fp]
             self.history.record("un" + kind, a.labels, fp)
@@ -160,9 +163,7 @@ class Observer:
                 endsAt=format_time(s.ends_at),
             )
         if st == "expired" and prev != "expired":
-            self.history.record(
-                "silence_expired", silence_labels(s), s.id, at=min(s.ends_at, now)
-            )
+            self.history.record("silence_expired", silence_labels(s), s.id, at=min(s.ends_at, now))
         self._silence_state[s.id] = "expired" if st == "expired" else "active"
 
     def _prune(self, alerts: dict[str, Alert]) -> None:

@@ -8,6 +8,7 @@ state; otherwise the old one is expired and a new id is created. Thread-safe.
 
 from __future__ import annotations
 
+import builtins
 import threading
 import uuid
 from collections.abc import Callable
@@ -134,7 +135,7 @@ class Silences:
         with self._lock:
             return list(self._by_id.values())
 
-    def mutes(self, labels: Labels) -> list[str]:
+    def mutes(self, labels: Labels) -> builtins.list[str]:
         """Ids of active silences muting `labels` (empty list: not silenced)."""
         now = self._now()
         with self._lock:
@@ -153,7 +154,7 @@ class Silences:
             self._changed()
         return len(old)
 
-    def load(self, silences: list[Silence]) -> None:
+    def load(self, silences: builtins.list[Silence]) -> None:
         """Replace the contents (used when restoring a snapshot)."""
         with self._lock:
             self._by_id = {s.id: s for s in silences}

@@ -179,10 +179,10 @@ class IntegrationStage:
         entry = self.nflog.query(ctx.group_key, self.key)
         send_resolved = self.notifier.send_resolved
         repeat = ctx.repeat_interval
-        if self.acked is not None and firing:
-            # Acknowledged alerts (a Vigil extension) do not repeat; changes still go out.
-            if all(self.acked(a) for a in alerts if a.fp in firing):
-                repeat = math.inf
+        # Acknowledged alerts (a Vigil extension) do not repeat; changes still go out.
+        acked = self.acked
+        if acked is not None and firing and all(acked(a) for a in alerts if a.fp in firing):
+            repeat = math.inf
         if not needs_update(entry, firing, resolved, send_resolved, repeat, ctx.now):
             return []
         to_send = alerts if send_resolved else [a for a in alerts if not a.resolved(ctx.now)]
@@ -223,7 +223,6 @@ class IntegrationStage:
             await self.sleep(wait)
             spent += wait
             delay = min(delay * 2, self.max_backoff)
-
 
     def _report(self, ctx: NotifyContext, alerts: list[Alert], attempts: int, error: str) -> None:
         if self.on_result is None:

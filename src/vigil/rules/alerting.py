@@ -156,7 +156,11 @@ class AlertingRule(RuleBase):
                 if self.restored:
                     out.append((self._series(a, ALERT_METRIC, True), q_ts, 1.0))
                     out.append(
-                        (self._series(a, ALERT_FOR_STATE_METRIC, False), q_ts, float(a.active_at // 1000))
+                        (
+                            self._series(a, ALERT_FOR_STATE_METRIC, False),
+                            q_ts,
+                            float(a.active_at // 1000),
+                        )
                     )
             if limit > 0 and n_active > limit:
                 self.active = {}

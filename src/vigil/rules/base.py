@@ -38,9 +38,9 @@ def query_vector(query: QueryFunc, expr: str, t_ms: int) -> list[QuerySampleRow]
     sample without labels; anything but a vector or scalar is an error."""
     res = query(expr, t_ms)
     if res.result_type == "vector":
-        return [QuerySampleRow(s.labels, s.t, s.v) for s in res.value]  # type: ignore[union-attr]
+        return [QuerySampleRow(s.labels, s.t, s.v) for s in res.value]  # type: ignore[union-attr,arg-type]
     if res.result_type == "scalar":
-        return [QuerySampleRow(Labels.EMPTY, t_ms, res.value.v)]  # type: ignore[union-attr]
+        return [QuerySampleRow(Labels.EMPTY, t_ms, res.value.v)]  # type: ignore[union-attr,arg-type]
     raise RuleEvalError("rule result is not a vector or scalar")
 
 

@@ -13,7 +13,6 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -131,7 +130,9 @@ def _string_map(node: yaml.Node | None, errs: list[str]) -> dict[str, str]:
     return out
 
 
-def _fields(node: yaml.MappingNode, known: frozenset[str], gotype: str, errs: list[str]) -> dict[str, yaml.Node]:
+def _fields(
+    node: yaml.MappingNode, known: frozenset[str], gotype: str, errs: list[str]
+) -> dict[str, yaml.Node]:
     out: dict[str, yaml.Node] = {}
     for k, v in node.value:
         key = str(k.value)
@@ -241,7 +242,9 @@ def parse_rules(text: str, filename: str) -> tuple[list[GroupSpec], list[str]]:
                 f"  line {groups_node.start_mark.line + 1}: cannot unmarshal "
                 f"{_go_type(groups_node)} into []rulefmt.RuleGroup"
             )
-    parsed: list[tuple[yaml.Node, dict[str, yaml.Node], list[tuple[dict[str, yaml.Node], RuleSpec]]]] = []
+    parsed: list[
+        tuple[yaml.Node, dict[str, yaml.Node], list[tuple[dict[str, yaml.Node], RuleSpec]]]
+    ] = []
     dur_errs: list[str] = []
     groups: list[GroupSpec] = []
     for gnode in group_nodes:

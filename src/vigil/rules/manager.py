@@ -215,9 +215,7 @@ class RuleManager:
     def _start_group(self, key: tuple[str, str]) -> None:
         stop = threading.Event()
         g = self._groups[key]
-        t = threading.Thread(
-            target=self._run, args=(g, stop), name=f"rules-{g.name}", daemon=True
-        )
+        t = threading.Thread(target=self._run, args=(g, stop), name=f"rules-{g.name}", daemon=True)
         self._threads[key] = (t, stop)
         t.start()
 
@@ -301,4 +299,4 @@ class RuleManager:
         return [(r, a) for r in self.alerting_rules() for a in r.snapshot()]
 
 
-__all__ = ["RecordingRule", "AlertingRule", "Group", "RuleManager", "rfc3339"]
+__all__ = ["AlertingRule", "Group", "RecordingRule", "RuleManager", "rfc3339"]

@@ -92,7 +92,7 @@ def go_g(v: float, prec: int = 4) -> str:
         from vigil.gotemplate.exec import format_float
 
         return format_float(v)
-    return "%.*g" % (prec, v)
+    return f"{v:.{prec}g}"
 
 
 def format_float_e(v: float, upper: bool = False) -> str:
@@ -211,7 +211,7 @@ def humanize_percentage(i: Any) -> str:
 def go_time_string(seconds: float) -> str:
     """Go's ``time.Time.String()`` of a Unix time in UTC."""
     whole = math.floor(seconds)
-    nanos = int(round((seconds - whole) * 1e9))
+    nanos = round((seconds - whole) * 1e9)
     if nanos >= 1_000_000_000:
         whole, nanos = whole + 1, nanos - 1_000_000_000
     t = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC) + _dt.timedelta(seconds=whole)
@@ -297,9 +297,9 @@ def _query_func(query: QueryFunc | None, t_ms: int) -> Callable[[str], list[Quer
             raise TemplateError("query function not available")
         res = query(q, t_ms)
         if res.result_type == "vector":
-            return [QuerySample(s.labels.to_dict(), s.v) for s in res.value]  # type: ignore[union-attr]
+            return [QuerySample(s.labels.to_dict(), s.v) for s in res.value]  # type: ignore[union-attr,arg-type]
         if res.result_type == "scalar":
-            return [QuerySample({}, res.value.v)]  # type: ignore[union-attr]
+            return [QuerySample({}, res.value.v)]  # type: ignore[union-attr,arg-type]
         raise TemplateError("rule result is not a vector or scalar")
 
     return run

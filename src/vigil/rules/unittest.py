@@ -220,9 +220,7 @@ def _run_group(
                     )
             for case in alert_tests[t]:
                 name = str(case["alertname"])
-                got_alerts = sorted(
-                    got.get(name, []), key=lambda x: (x.labels, x.annotations)
-                )
+                got_alerts = sorted(got.get(name, []), key=lambda x: (x.labels, x.annotations))
                 exp_alerts = []
                 for ea in case.get("exp_alerts") or []:
                     el = _map(ea.get("exp_labels"))
@@ -248,16 +246,17 @@ def _run_group(
         head = f"    expr: {go_quote(expr)}, time: {Duration(t)}"
         try:
             res = engine.instant_query(expr, t)
+            got_samples: list[tuple[Labels, float]]
             if res.result_type == "vector":
-                got_s = [(s.labels, s.v) for s in res.value]  # type: ignore[union-attr]
+                got_samples = [(s.labels, float(s.v)) for s in res.value]  # type: ignore[union-attr]
             elif res.result_type == "scalar":
-                got_s = [(Labels.EMPTY, res.value.v)]  # type: ignore[union-attr]
+                got_samples = [(Labels.EMPTY, float(res.value.v))]  # type: ignore[union-attr]
             else:
                 raise ValueError("rule result is not a vector or scalar")
         except Exception as exc:
             errs.append(f"{head}, err: {exc}")
             continue
-        exp_s: list[tuple[Labels, float]] = []
+        exp_samples: list[tuple[Labels, float]] = []
         bad = None
         for es in case.get("exp_samples") or []:
             text = str(es.get("labels", ""))
@@ -265,17 +264,19 @@ def _run_group(
                 lbls, rest = parse_series_line(text, 0)
                 if rest:
                     raise ScriptError(0, f"unexpected {rest[0]!r}")
-                exp_s.append((lbls, _parse_value(str(es.get("value", "0")))))
+                exp_samples.append((lbls, _parse_value(str(es.get("value", "0")))))
             except (ScriptError, ValueError) as exc:
                 bad = f"{head}, err: labels {go_quote(text)}: {exc}"
                 break
         if bad:
             errs.append(bad)
             continue
-        exp_s.sort(key=lambda x: x[0])
-        got_s.sort(key=lambda x: x[0])
-        if not _samples_equal(exp_s, got_s):
-            errs.append(f"{head},\n        exp: {_samples_str(exp_s)}\n        got: {_samples_str(got_s)}")
+        exp_samples.sort(key=lambda x: x[0])
+        got_samples.sort(key=lambda x: x[0])
+        if not _samples_equal(exp_samples, got_samples):
+            errs.append(
+                f"{head},\n        exp: {_samples_str(exp_samples)}\n        got: {_samples_str(got_samples)}"
+            )
     return errs
 
 

@@ -181,13 +181,14 @@ def decimal_tokens(joined: str, n: int) -> tuple[np.ndarray, np.ndarray] | np.nd
     return values, careful
 
 
-def ms_tokens(tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+def ms_tokens(tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """OpenMetrics timestamp tokens (seconds, each with its leading blank) to int
     milliseconds truncated toward zero, exactly as `seconds_to_ms(parse_om_timestamp)`.
 
-    Returns ``(ms, careful)`` where `careful` marks tokens to convert one by one (more
-    than 18 digits at the millisecond scale), or None when some token is not a plain
-    finite decimal (the caller then takes the careful path).
+    Returns ``(ms, careful, truncated)``: `careful` marks tokens to convert one by one
+    (more than 18 digits at the millisecond scale), `truncated` those with digits
+    below the millisecond (equal milliseconds do not mean equal times there); or None
+    when some token is not a plain finite decimal (the caller then goes careful).
     """
     joined = "".join(tokens)
     if not (joined.isascii() and joined.isprintable()) or joined.count(" ") != len(tokens):
@@ -202,7 +203,7 @@ def ms_tokens(tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
     down = np.clip(-power, 0, 18)
     ms = np.where(power >= 0, mant * _POW10_INT[np.where(careful, 0, up)], mant // _POW10_INT[down])
     np.negative(ms, out=ms, where=neg)
-    return ms, careful
+    return ms, careful, power < 0
 
 
 def _decimal_parts(

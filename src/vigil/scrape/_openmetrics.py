@@ -20,6 +20,7 @@ from typing import NoReturn
 
 import numpy as np
 
+from vigil.scrape._bulk import comment_segments, split_runs, tokenize
 from vigil.scrape._expo_common import (
     METRIC_TYPES,
     NO_TIMESTAMP,
@@ -28,7 +29,6 @@ from vigil.scrape._expo_common import (
     ExpositionError,
     MetricMetadata,
 )
-from vigil.scrape._bulk import comment_segments, split_runs, tokenize
 from vigil.scrape._numbers import (
     bulk_float_tokens,
     bulk_floats,
@@ -58,6 +58,7 @@ _NO_NEGATIVE = frozenset({"_total", "_sum", "_count", "_bucket", "_gcount"})
 _HISTOGRAMS = frozenset({"histogram", "gaugehistogram"})
 # types whose samples need more than the per-run checks of the fast path
 _COMPLEX = frozenset({"histogram", "gaugehistogram", "summary", "stateset", "info"})
+_SIMPLE = frozenset({"counter", "gauge", "unknown"})
 _EXEMPLAR_MAX_CHARS = 128
 _INF = float("inf")
 
@@ -129,7 +130,10 @@ class OpenMetricsParser:
         fam = self.fam
         if fam is not None:
             fam = replace(
-                fam, allowed=dict(fam.allowed), seen_groups=set(fam.seen_groups), hist=list(fam.hist)
+                fam,
+                allowed=dict(fam.allowed),
+                seen_groups=set(fam.seen_groups),
+                hist=list(fam.hist),
             )
         return (self.lineno, self.eof, fam, set(self.seen_names), dict(self.metadata))
 
@@ -156,6 +160,7 @@ class OpenMetricsParser:
         ts_rows: list[tuple[int, int]] = []  # (first row, count) of bulk rows with ts
         follows: list[np.ndarray] = []  # per bulk ts row: continues the previous row's run
         plain: list[tuple[int, int]] = []  # row ranges that may not be NaN or negative
+        entries = OM_SERIES.entries
         get = OM_SERIES.get
 
         def take(cols: list[list[str]], at: int) -> None:
@@ -169,23 +174,45 @@ class OpenMetricsParser:
             line0 = first_line + at
             for r in range(len(starts) - 1):
                 a, b = starts[r], starts[r + 1]
-                name, pairs = get(ks[a])
-                self._sample(name, pairs, vs[a][1:], _ts(tt, a), line0 + a, False)
+                name, pairs = entries.get(ks[a]) or get(ks[a])
+                ts = None if tt is None else _ts(tt, a)
                 fam = self.fam
-                assert fam is not None
+                if fam is not None and fam.type in _SIMPLE and name in fam.allowed:
+                    # what _sample checks for a counter, gauge or unknown sample
+                    # (values are checked in bulk below)
+                    if pairs != fam.group:
+                        seen = fam.seen_groups
+                        n = len(seen)
+                        seen.add(pairs)
+                        if len(seen) == n and fam.group is not None:
+                            raise _Careful  # label group not contiguous
+                        fam.group = pairs
+                    elif (ts is None) != (fam.group_ts is None) or (
+                        ts is not None and ts < fam.group_ts  # type: ignore[operator]
+                    ):
+                        raise _Careful
+                    fam.group_ts = ts
+                    fam.has_samples = True
+                    simple = True
+                else:
+                    self._sample(name, pairs, vs[a][1:], ts, line0 + a, False)
+                    fam = self.fam
+                    assert fam is not None
+                    simple = fam.type not in _COMPLEX
                 if cont is not None:
                     cont[a] = False
-                if b - a == 1:
-                    continue
-                if fam.type in _COMPLEX:
+                if not simple:
                     for j in range(a + 1, b):
                         self._sample(name, pairs, vs[j][1:], _ts(tt, j), line0 + j, False)
                     if cont is not None:
                         cont[a + 1 : b] = False
                     continue
                 if fam.allowed[name] in _NO_NAN:  # '_total' here: not NaN nor negative
-                    plain.append((base + a, base + b))
-                if tt is not None:
+                    if plain and plain[-1][1] == base + a:
+                        plain[-1] = (plain[-1][0], base + b)
+                    else:
+                        plain.append((base + a, base + b))
+                if tt is not None and b - a > 1:
                     fam.group_ts = _ts(tt, b - 1)
             keys.extend(ks)
             vals.extend(vs)
@@ -225,28 +252,32 @@ class OpenMetricsParser:
         values = bulk_float_tokens(vals, openmetrics=True)
         if values is None:
             raise _Careful
-        for a, b in plain:
-            run = values[a:b]
-            if (run < 0).any() or np.isnan(run).any():
+        if plain:
+            edges = np.zeros(len(keys) + 1, dtype=np.int64)
+            for a, b in plain:
+                edges[a] += 1
+                edges[b] -= 1
+            checked = values[np.cumsum(edges[:-1]) > 0]
+            if not (checked >= 0).all():  # NaN compares false too
                 raise _Careful
         timestamps = np.full(len(keys), NO_TIMESTAMP, dtype=np.int64)
         if ts_tokens:
             got = ms_tokens(ts_tokens)
             if got is None:
                 raise _Careful
-            ms, careful = got
+            ms, careful, truncated = got
             for i in np.flatnonzero(careful).tolist():
                 ms[i] = seconds_to_ms(parse_om_timestamp(ts_tokens[i][1:]))
-            cont = np.concatenate(follows)
-            back = ms[1:] < ms[:-1]
-            if back[cont[1:]].any():
+            cont = np.concatenate(follows)[1:]
+            if (ms[1:] < ms[:-1])[cont].any():
                 raise _Careful
-            if careful.any():
-                # milliseconds may tie where the exact seconds go back
-                for i in np.flatnonzero(careful & cont).tolist():
-                    prev = parse_om_timestamp(ts_tokens[i - 1][1:])
-                    if parse_om_timestamp(ts_tokens[i][1:]) < prev:
-                        raise _Careful
+            # equal or clamped milliseconds may hide exact times that go back
+            exact = ~(careful | truncated)
+            tie = cont & (ms[1:] == ms[:-1]) & ~(exact[1:] & exact[:-1])
+            for i in (np.flatnonzero(tie) + 1).tolist():
+                prev = parse_om_timestamp(ts_tokens[i - 1][1:])
+                if parse_om_timestamp(ts_tokens[i][1:]) < prev:
+                    raise _Careful
             rows = np.concatenate([np.arange(a, a + m) for a, m in ts_rows])
             timestamps[rows] = ms
         if odd_at:

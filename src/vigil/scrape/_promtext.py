@@ -17,13 +17,13 @@ from typing import NoReturn
 
 import numpy as np
 
+from vigil.scrape._bulk import comment_segments, split_runs, tokenize
 from vigil.scrape._expo_common import (
     NO_TIMESTAMP,
     Exposition,
     ExpositionError,
     MetricMetadata,
 )
-from vigil.scrape._bulk import comment_segments, split_runs, tokenize
 from vigil.scrape._numbers import bulk_float_tokens, bulk_floats, parse_prom_timestamp
 from vigil.scrape._series import (
     NAME_RE,
@@ -104,7 +104,7 @@ class PromTextParser:
         add_key = keys.append
         add_val = vals.append
 
-        def odd_line(line: str, _: int) -> None:
+        def odd_line(line: str, _at: int) -> None:
             key, _, v = line.rpartition(" ")
             if key in cache:
                 add_key(key)
@@ -118,15 +118,13 @@ class PromTextParser:
             if len(vals) > n:
                 vals[n] = " " + vals[n]  # as the bulk-split values have it
 
-        def take(cols: list[list[str]], _: int) -> None:
+        def take(cols: list[list[str]], _at: int) -> None:
             keys.extend(cols[0])
             vals.extend(cols[1])
 
         nlines = len(comments)
         if samples:
-            nlines += split_runs(
-                tokenize(samples), 2, PROM_SERIES, take, odd_line
-            )
+            nlines += split_runs(tokenize(samples), 2, PROM_SERIES, take, odd_line)
         values = bulk_float_tokens(vals, openmetrics=False)
         if values is None:
             raise _Careful

@@ -227,7 +227,9 @@ class SeriesCache:
     operations); when full it is simply cleared, which costs re-validation only.
     """
 
-    def __init__(self, prom: bool, max_entries: int = 1 << 20, max_run_chars: int = 1 << 27) -> None:
+    def __init__(
+        self, prom: bool, max_entries: int = 1 << 20, max_run_chars: int = 1 << 27
+    ) -> None:
         self.prom = prom
         self.max_entries = max_entries
         self.max_run_chars = max_run_chars

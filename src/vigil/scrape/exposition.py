@@ -22,7 +22,7 @@ from vigil.scrape._expo_common import (
 )
 from vigil.scrape._openmetrics import OpenMetricsParser
 from vigil.scrape._promtext import PromTextParser
-from vigil.scrape._series import SeriesSyntaxError, parse_series
+from vigil.scrape._series import OM_SERIES, PROM_SERIES, SeriesSyntaxError
 
 __all__ = [
     "ACCEPT_HEADER",
@@ -145,8 +145,14 @@ def labels_of(key: str) -> Labels:
     Accepts keys from either format. Empty label values are dropped (as everywhere in
     Vigil). Raises `ExpositionError` (line 0) when `key` is not one series text.
     """
-    try:
-        name, pairs = parse_series(key, prom=True)
-    except SeriesSyntaxError as e:
-        raise ExpositionError(0, f"invalid series {key!r}: {e}") from None
-    return Labels.from_pairs([(METRIC_NAME, name), *pairs])
+    # The parse that validated the key is normally still cached (a strictly valid
+    # OpenMetrics key parses the same under the lenient Prometheus rules).
+    hit = PROM_SERIES.entries.get(key) or OM_SERIES.entries.get(key)
+    if hit is None:
+        try:
+            hit = PROM_SERIES.get(key)
+        except SeriesSyntaxError as e:
+            raise ExpositionError(0, f"invalid series {key!r}: {e}") from None
+    name, pairs = hit
+    # pairs are sorted with unique names other than __name__: one merge keeps them so
+    return Labels.from_sorted(sorted([(METRIC_NAME, name), *[p for p in pairs if p[1]]]))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from vigil.sdk import context
@@ -24,6 +24,11 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Bounds the route-template cache: (route, root_path) pairs are few in practice.
+_MAX_CACHED_ROUTES = 4096
+_set_request_id = context.request_id_var.set
+_reset_request_id = context.request_id_var.reset
 
 
 def route_template(scope: Scope) -> str:
@@ -76,6 +81,7 @@ class VigilASGIMiddleware:
         if ready_path:
             self.endpoints[ready_path] = self._ready
         self.header = request_id_header.lower().encode("latin-1")
+        self._templates: dict[tuple[int, str, str], tuple[Any, str]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,17 +100,22 @@ class VigilASGIMiddleware:
             await send({"type": "http.response.body", "body": body})
             return
 
-        request_id = None
+        # The hot path: no dict copies, the header bytes reused as they came, the
+        # route template and the labelled metric children looked up in caches.
+        header = self.header
+        raw_id = b""
         for name, value in scope.get("headers", ()):
-            if name == self.header:
-                request_id = value.decode("latin-1")[:128]
+            if name == header:
+                raw_id = value[:128]
                 break
-        if not request_id:
+        if raw_id:
+            request_id = raw_id.decode("latin-1")
+        else:
             request_id = context.new_request_id()
-        token = context.request_id_var.set(request_id)
-        rid_header = (self.header, request_id.encode("latin-1"))
+            raw_id = request_id.encode("ascii")
+        token = _set_request_id(request_id)
+        rid_header = (header, raw_id)
         method = scope["method"]
-        metrics = self.metrics
         status = 500
 
         async def send_wrapper(message: Message) -> None:
@@ -114,19 +125,34 @@ class VigilASGIMiddleware:
                 message["headers"] = [*message.get("headers", ()), rid_header]
             await send(message)
 
-        in_progress = metrics.in_progress.labels(method)
+        metrics = self.metrics
+        in_progress = metrics.in_progress_for(method)
         in_progress.inc()
-        start = time.perf_counter()
+        start = perf_counter()
         try:
             await self.app(scope, receive, send_wrapper)
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                metrics.exceptions.labels(method, route_template(scope), type(exc).__name__).inc()
+        except Exception as exc:
+            metrics.exceptions.labels(method, self._route(scope), type(exc).__name__).inc()
             raise
         finally:
-            metrics.observe(method, route_template(scope), status, time.perf_counter() - start)
+            metrics.observe(method, self._route(scope), status, perf_counter() - start)
             in_progress.dec()
-            context.request_id_var.reset(token)
+            _reset_request_id(token)
+
+    def _route(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if route is None:
+            return UNMATCHED_ROUTE
+        # Keyed by identity (Starlette routes define __eq__ and are unhashable); the
+        # route is kept in the value so a recycled id() cannot alias another route.
+        key = (id(route), scope.get("root_path", ""), scope.get("app_root_path", ""))
+        found = self._templates.get(key)
+        if found is not None and found[0] is route:
+            return found[1]
+        template = route_template(scope)
+        if len(self._templates) < _MAX_CACHED_ROUTES:
+            self._templates[key] = (route, template)
+        return template
 
     async def _metrics(self, scope: Scope) -> tuple[int, bytes, str]:
         accept = ""

@@ -8,7 +8,8 @@ interleaved on one event loop.
 
 from __future__ import annotations
 
-import uuid
+import os
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -20,9 +21,16 @@ user_id_var: ContextVar[str | None] = ContextVar("vigil_user_id", default=None)
 fields_var: ContextVar[dict[str, Any] | None] = ContextVar("vigil_log_fields", default=None)
 
 
+# Request ids need uniqueness, not secrecy: a private generator is ~7x cheaper than
+# uuid4 (no urandom syscall per request). Private so that an application calling
+# random.seed() cannot make ids repeat; reseeded in forked workers for the same reason.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+
+
 def new_request_id() -> str:
     """Return a fresh random request id (32 lowercase hex characters)."""
-    return uuid.uuid4().hex
+    return f"{_ids.getrandbits(128):032x}"
 
 
 def get_request_id() -> str | None:

@@ -26,25 +26,47 @@ from typing import IO, Any
 
 from vigil.sdk import context
 
+try:  # a declared dependency; the stdlib fallback keeps the formatter importable
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    orjson = None  # type: ignore[assignment]
+
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _RESERVED = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys() | {"message", "asctime", "taskName"}
 )
 
+# (second, "YYYY-MM-DDTHH:MM:SS") of the last record: strftime costs more than the
+# rest of the timestamp, and consecutive records mostly share their second. One
+# tuple, replaced whole, so threads never see a half-updated pair.
+_last_second: tuple[int, str] = (-1, "")
+
 
 def _rfc3339_ms(created: float) -> str:
+    global _last_second
     secs = int(created)
     ms = int((created - secs) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
+    cached_secs, prefix = _last_second
+    if cached_secs != secs:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+        _last_second = (secs, prefix)
+    return f"{prefix}.{ms:03d}Z"
+
+
+_get_current_span: Any = None
 
 
 def current_trace_ids() -> tuple[str | None, str | None]:
     """Return ``(trace_id, span_id)`` of the active OpenTelemetry span, hex encoded."""
-    if "opentelemetry.trace" not in sys.modules:
-        return None, None
-    from opentelemetry import trace
+    global _get_current_span
+    get_span = _get_current_span
+    if get_span is None:
+        if "opentelemetry.trace" not in sys.modules:
+            return None, None
+        from opentelemetry import trace
 
-    ctx = trace.get_current_span().get_span_context()
+        get_span = _get_current_span = trace.get_current_span
+    ctx = get_span().get_span_context()
     if not ctx.is_valid:
         return None, None
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
@@ -53,6 +75,28 @@ def current_trace_ids() -> tuple[str | None, str | None]:
 def _default(obj: Any) -> Any:
     # Unknown objects in ``extra`` are logged by repr rather than failing the record.
     return repr(obj)
+
+
+def _dumps_stdlib(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=_default)
+
+
+if orjson is not None:
+    _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+    def dumps(entry: dict[str, Any]) -> str:
+        """Serialize a record dict to one JSON line (orjson, ~5x faster than json)."""
+        try:
+            return orjson.dumps(entry, default=_default, option=_ORJSON_OPTIONS).decode()
+        except TypeError:  # e.g. an int beyond 64 bits: json handles what orjson refuses
+            return _dumps_stdlib(entry)
+
+else:  # pragma: no cover - depends on the environment
+    dumps = _dumps_stdlib
+
+_request_id = context.request_id_var.get
+_user_id = context.user_id_var.get
+_fields = context.fields_var.get
 
 
 class JsonFormatter(logging.Formatter):
@@ -67,6 +111,8 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self.service = service
         self.static_fields = dict(static_fields or {})
+        self._constant = {"service": service} if service else {}
+        self._constant.update(self.static_fields)
 
     def to_dict(self, record: logging.LogRecord) -> dict[str, Any]:
         """Return the JSON-ready dict for ``record`` (used by the log shipper too)."""
@@ -76,28 +122,28 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if self.service:
-            entry["service"] = self.service
-        entry.update(self.static_fields)
+        if self._constant:
+            entry.update(self._constant)
         entry["module"] = record.module
         entry["function"] = record.funcName
         entry["line"] = record.lineno
-        request_id = context.request_id_var.get()
+        request_id = _request_id()
         if request_id:
             entry["request_id"] = request_id
-        user_id = context.user_id_var.get()
+        user_id = _user_id()
         if user_id:
             entry["user_id"] = user_id
         trace_id, span_id = current_trace_ids()
         if trace_id:
             entry["trace_id"] = trace_id
             entry["span_id"] = span_id
-        bound = context.fields_var.get()
+        bound = _fields()
         if bound:
             entry.update(bound)
-        for key, value in record.__dict__.items():
-            if key not in _RESERVED and not key.startswith("_"):
-                entry[key] = value
+        attrs = record.__dict__
+        for key in attrs:
+            if key not in _RESERVED and key[:1] != "_":
+                entry[key] = attrs[key]
         if record.exc_info and record.exc_info[0] is not None:
             etype, evalue, tb = record.exc_info
             entry["exception"] = {
@@ -110,7 +156,7 @@ class JsonFormatter(logging.Formatter):
         return entry
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(self.to_dict(record), ensure_ascii=False, default=_default)
+        return dumps(self.to_dict(record))
 
 
 def setup_logging(

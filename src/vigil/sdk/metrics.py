@@ -29,6 +29,10 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )  # fmt: skip
 
+# Labelled children cached per (method, route, status): ``.labels()`` costs more
+# than the increment itself. Bounded, since ``method`` comes from the client.
+_MAX_CACHED_SERIES = 10_000
+
 _cache: dict[int, HttpMetrics] = {}
 _cache_lock = threading.Lock()
 _extra_collectors: list[Any] = []
@@ -39,6 +43,8 @@ class HttpMetrics:
 
     Use :func:`http_metrics` rather than constructing this directly: creating the
     same metric names twice on one registry is an error in prometheus_client.
+    The labelled children are cached, so removing series from these families
+    (``.remove()``, ``.clear()``) while requests are served is not supported.
     """
 
     def __init__(
@@ -88,12 +94,32 @@ class HttpMetrics:
             multiprocess_mode="max",
         )
         info.labels(service, version, environment).set(1)
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._in_progress: dict[str, Any] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Record one finished request."""
-        code = str(status)
-        self.requests.labels(method, route, code).inc()
-        self.duration.labels(method, route, code).observe(seconds)
+        """Record one finished request. Thread-safe."""
+        key = (method, route, status)
+        series = self._series.get(key)
+        if series is None:
+            code = str(status)
+            series = (
+                self.requests.labels(method, route, code),
+                self.duration.labels(method, route, code),
+            )
+            if len(self._series) < _MAX_CACHED_SERIES:
+                self._series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
+
+    def in_progress_for(self, method: str) -> Any:
+        """Return the ``http_requests_in_progress`` child of ``method`` (cached)."""
+        child = self._in_progress.get(method)
+        if child is None:
+            child = self.in_progress.labels(method)
+            if len(self._in_progress) < _MAX_CACHED_SERIES:
+                self._in_progress[method] = child
+        return child
 
 
 def http_metrics(

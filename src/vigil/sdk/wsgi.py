@@ -91,7 +91,7 @@ class VigilWSGIMiddleware:
             headers.append((self.header, request_id))
             return start_response(status, headers, exc_info)
 
-        in_progress = self.metrics.in_progress.labels(method)
+        in_progress = self.metrics.in_progress_for(method)
         in_progress.inc()
         started = time.perf_counter()
         try:
@@ -108,7 +108,7 @@ class VigilWSGIMiddleware:
         self, environ: Environ, method: str, status_box: list[int], started: float, token: Any
     ) -> None:
         self._finish(environ, method, status_box[0], started, environ.get(EXCEPTION_KEY))
-        self.metrics.in_progress.labels(method).dec()
+        self.metrics.in_progress_for(method).dec()
         try:
             context.request_id_var.reset(token)
         except ValueError:

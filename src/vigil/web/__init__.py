@@ -8,10 +8,11 @@ dependency as a protocol or callable, so this package imports no other subsystem
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import admin, federate, prom_api, query_api, remote_write, self_metrics
@@ -49,8 +50,11 @@ class AccessMiddleware:
             self.stats.observe(handler, status, time.perf_counter() - t0)
 
 
-def create_app(ctx: WebContext) -> Starlette:
-    """The ASGI app serving every endpoint listed in docs/http-api.md."""
+def create_app(ctx: WebContext, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The ASGI app serving every endpoint listed in docs/http-api.md.
+
+    `extra_routes` are other subsystems' endpoints (e.g. /api/v1/rules) served
+    behind the same middleware."""
     q = query_api.make_handlers(ctx)
     p = prom_api.make_handlers(ctx)
     a = admin.make_handlers(ctx)
@@ -111,6 +115,7 @@ def create_app(ctx: WebContext) -> Starlette:
         Route("/-/healthy", a["healthy"], methods=["GET", "HEAD"]),
         Route("/-/ready", a["ready"], methods=["GET", "HEAD"]),
         Route("/-/reload", a["reload"], methods=["POST", "PUT"]),
+        *extra_routes,
     ]
     app = Starlette(routes=routes, middleware=[Middleware(AccessMiddleware, stats=http_stats)])
     app.state.vigil = ctx
