@@ -146,6 +146,8 @@ def alert(
     # Without startsAt each server uses its own receive time, so a step delayed by
     # load cannot land one server on either side of the "older than group_wait" line.
     d: dict[str, Any] = {"labels": labels, "annotations": annotations}
+    if start is None and end is not None:
+        start = 0.0
     if start is not None:
         d["startsAt"] = rfc(t0, start)
     if end is not None:
@@ -241,7 +243,7 @@ route:
             ),
         ),
     ],
-    11.8,
+    12.0,
 )
 
 RESOLVE = Scenario(
@@ -261,13 +263,13 @@ route:
         # No endsAt: resolves by resolve_timeout unless re-posted.
         (0.0, lambda c: c.post_alerts([alert(c.t0, {"alertname": "T", "n": "1"}, end=None)])),
         (0.2, lambda c: c.post_alerts([alert(c.t0, {"alertname": "T", "n": "2"}, end=None)])),
-        (0.4, lambda c: c.post_alerts([alert(c.t0, {"alertname": "E"}, end=3.6)])),
+        (0.4, lambda c: c.post_alerts([alert(c.t0, {"alertname": "E"}, start=0.4, end=4.4)])),
         (1.8, lambda c: c.post_alerts([alert(c.t0, {"alertname": "T", "n": "2"}, end=None)])),
         # Fires again after its resolved notification: its (empty) group still
         # exists, so the alert waits for the group's next tick, not group_wait.
         (7.6, lambda c: c.post_alerts([alert(c.t0, {"alertname": "E"}, start=7.6, end=30)])),
     ],
-    12.0,
+    11.0,
 )
 
 INHIBIT = Scenario(

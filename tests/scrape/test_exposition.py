@@ -422,6 +422,8 @@ def test_fast_openmetrics_takes_a_steady_body(monkeypatch: pytest.MonkeyPatch) -
         (b"g 1 2\ng 2 NaN\n# EOF\n", "timestamp"),
         (b"g 1 2\ng 2 3 4\n# EOF\n", "optional timestamp"),
         (b"g 1 2\ng 0x1 3\n# EOF\n", "invalid value"),
+        (b"g NaN\ng{ 1\n# EOF\n", "invalid series"),
+        (b"g NaN 1\ng 1 2\n# TYPE g gauge\n# EOF\n", "after its samples"),
         (b'# TYPE h histogram\nh_bucket{le="1"} 1 2\nh_bucket{le="+Inf"} 0 2\n# EOF\n', "decrease"),
     ],
 )
@@ -501,3 +503,41 @@ def test_bulk_numbers_agree_with_one_by_one() -> None:
             assert [v for v, c in zip(vals.tolist(), careful, strict=True) if not c] == [
                 m for m, c in zip(ms, careful, strict=True) if not c
             ]
+
+
+def test_fast_openmetrics_random_bodies() -> None:
+    import random
+
+    rng = random.Random(5)
+    pieces = [
+        "# TYPE c counter",
+        "# HELP c help",
+        "# UNIT c_seconds seconds",
+        'c_total{a="1"} 1 100.5',
+        'c_total{a="1"} 2 101',
+        'c_total{a="1"} NaN 102',
+        'c_total{a="2"} 3 99.0001',
+        'c_created{a="1"} 1 100',
+        "c_total 4",
+        "# TYPE g gauge",
+        'g{b="x y"} 1',
+        "g -1 1.0005",
+        "g -1 1.0004",
+        "g 0x1 5",
+        "g{} +Inf 7",
+        "u 1 1e3",
+        "u 1 1e30",
+        'c_total{a="3"} 1 1 # {t="1"} 1 1',
+        "# TYPE h histogram",
+        'h_bucket{le="+Inf"} 1 1',
+        "h_count 1 1",
+        "h_sum 1 1",
+        "",
+        "bad{",
+        "# EOF",
+    ]
+    for _ in range(400):
+        lines = [rng.choice(pieces) for _ in range(rng.randint(0, 30))]
+        if rng.random() < 0.8:
+            lines.append("# EOF")
+        _same(("\n".join(lines) + "\n").encode(), om=True)

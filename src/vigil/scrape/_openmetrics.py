@@ -110,6 +110,7 @@ class OpenMetricsParser:
         self.fam: _Family | None = None
         self.seen_names: set[str] = set()
         self.metadata: dict[str, MetricMetadata] = {}
+        self._fast = False
         # per-feed buffers
         self._keys: list[str] = []
         self._vals: list[str] = []
@@ -120,11 +121,15 @@ class OpenMetricsParser:
     def feed(self, text: str) -> Exposition:
         """Parse the lines of `text` (the body's last line may lack its newline)."""
         saved = self._save()
+        self._fast = True
         try:
             return self._feed_fast(text)
         except (ExpositionError, _Careful):
+            self._fast = False
             self._restore(saved)
             return self._feed_careful(text)
+        finally:
+            self._fast = False
 
     def _save(self) -> tuple[object, ...]:
         fam = self.fam
@@ -398,6 +403,8 @@ class OpenMetricsParser:
 
     def _fail(self, lineno: int, message: str) -> NoReturn:
         """Raise for `lineno`, unless a value on an earlier line is already bad."""
+        if self._fast:
+            raise _Careful  # the careful path finds the first problem
         _, bad = bulk_floats(self._vals, openmetrics=True)
         if bad >= 0:
             raise ExpositionError(self._linenos[bad], f"invalid value {self._vals[bad]!r}")

@@ -78,15 +78,20 @@ class PromTextParser:
         self.metadata: dict[str, MetricMetadata] = {}
         self._lines: list[str] = []
         self._base = 0
+        self._fast = False
 
     def feed(self, text: str) -> Exposition:
         """Parse complete lines (a trailing partial line is treated as complete)."""
         saved = (dict(self.helps), dict(self.types), dict(self.metadata))
+        self._fast = True
         try:
             return self._feed_fast(text)
         except (ExpositionError, _Careful):
+            self._fast = False
             self.helps, self.types, self.metadata = saved
             return self._feed_careful(text)
+        finally:
+            self._fast = False
 
     def _feed_fast(self, text: str) -> Exposition:
         """The bulk path; raises ExpositionError or _Careful (state then restored by
@@ -230,6 +235,8 @@ class PromTextParser:
         vals.append(rest[0])
 
     def _fail(self, lineno: int, message: str, keys: list[str], vals: list[str]) -> NoReturn:
+        if self._fast:
+            raise _Careful  # the careful path finds the first problem
         # Values are converted in bulk at the end; an earlier bad value is the first
         # problem, so report it instead.
         _, bad = bulk_floats(vals, openmetrics=False)

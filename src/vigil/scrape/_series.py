@@ -228,7 +228,7 @@ class SeriesCache:
     """
 
     def __init__(
-        self, prom: bool, max_entries: int = 1 << 20, max_run_chars: int = 1 << 27
+        self, prom: bool, max_entries: int = 1 << 20, max_run_chars: int = 1 << 26
     ) -> None:
         self.prom = prom
         self.max_entries = max_entries

@@ -145,8 +145,10 @@ def pack_segment(seg: Segment, chunk_samples: int = PACK_CHUNK_SAMPLES) -> Packe
     n = seg.n
     bounds = np.arange(0, n, chunk_samples, dtype=_I64)
     chunk_off = np.append(bounds, np.int64(n)).astype(_I64)
+    # zstd hands back its payload in a buffer sized for the worst case (16 bytes a
+    # sample); a copy holds only the compressed bytes.
     chunks = tuple(
-        encode_chunk(seg.ts[a:b], seg.vs[a:b])
+        memoryview(encode_chunk(seg.ts[a:b], seg.vs[a:b])).tobytes()
         for a, b in zip(chunk_off[:-1].tolist(), chunk_off[1:].tolist(), strict=True)
     )
     return PackedSegment(seg.urefs, seg.off, chunks, chunk_off, seg.mint, seg.maxt)
