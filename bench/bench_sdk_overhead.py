@@ -1,9 +1,24 @@
 """Requests/s of a trivial FastAPI endpoint with and without vigil.sdk.
 
-Usage: ``python bench/bench_sdk_overhead.py [--seconds 5] [--connections 32]``.
-Each variant runs under uvicorn (one worker) in a subprocess; the load comes from
-``wrk`` when installed, else a multi-threaded httpx client (which measures the
-client as much as the server: prefer wrk). Prints throughput and loss vs. bare.
+Usage: ``python bench/bench_sdk_overhead.py [--seconds 5] [--rounds 3] [--connections 32]``.
+
+Variants (the endpoint and the load are the same in all of them):
+
+* ``bare``: FastAPI, no logging.
+* ``stdlog``: bare plus the handler's one log line per request through a plain
+  stdlib ``StreamHandler`` and ``Formatter``: what logging itself costs.
+* ``metrics``: ``sdk.instrument`` (HTTP metrics, request ids), no log line.
+* ``sdk``: metrics plus ``sdk.setup_logging``: one JSON line per request.
+* ``tracing``: sdk plus ``sdk.setup_tracing`` exporting to a real OTLP/HTTP sink
+  started here (it accepts and counts every export).
+
+Each run starts uvicorn (one worker) in a subprocess; the load comes from ``wrk``
+when installed, else a multi-threaded httpx client (which measures the client as
+much as the server: prefer wrk). Rounds interleave the variants, in a rotated
+order, so a noisy neighbour hurts all of them alike; medians are printed, with the
+range. Besides requests/s, the server's CPU time per request (from
+``/proc/<pid>/stat``) is printed: it is far less sensitive to other processes on
+the machine than throughput.
 """
 
 from __future__ import annotations
@@ -13,33 +28,78 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+VARIANTS = ("bare", "stdlog", "metrics", "sdk", "tracing")
 
 APP = """
 import logging, os
 from fastapi import FastAPI
+
+variant = os.environ["VARIANT"]
 app = FastAPI()
 log = logging.getLogger("bench")
+LOG = variant in ("stdlog", "sdk", "tracing")
 
 @app.get("/items/{item_id}")
 async def item(item_id: int):
-    if os.environ.get("VARIANT") != "bare":
+    if LOG:
         log.info("item", extra={"item_id": item_id})
     return {"id": item_id}
 
-variant = os.environ.get("VARIANT")
-if variant != "bare":
+if variant == "stdlog":
+    handler = logging.StreamHandler(open(os.devnull, "w"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
+if variant in ("metrics", "sdk", "tracing"):
     from vigil import sdk
-    sdk.setup_logging(service="bench", stream=open(os.devnull, "w"))
+    if LOG:
+        sdk.setup_logging(service="bench", stream=open(os.devnull, "w"))
     app = sdk.instrument(app, service="bench")
 if variant == "tracing":
     from vigil.sdk.tracing import setup_tracing
-    setup_tracing("bench", endpoint="http://127.0.0.1:9/v1/traces", app=app)
+    setup_tracing("bench", endpoint=os.environ["OTLP_ENDPOINT"], app=app)
 """
+
+
+class OtlpSink:
+    """An OTLP/HTTP endpoint that accepts every export and counts them."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                sink.requests += 1
+                sink.bytes += len(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def free_port() -> int:
@@ -48,18 +108,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def load_wrk(url: str, seconds: int, conns: int) -> float:
+def load_wrk(url: str, seconds: int, conns: int) -> tuple[float, int]:
     out = subprocess.run(
         ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", url],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    return float(match.group(1)) if match else 0.0
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    return (float(rps.group(1)) if rps else 0.0), (int(total.group(1)) if total else 0)
 
 
-def load_httpx(url: str, seconds: int, conns: int) -> float:
+def load_httpx(url: str, seconds: int, conns: int) -> tuple[float, int]:
     import httpx
 
     count = [0]
@@ -80,12 +141,25 @@ def load_httpx(url: str, seconds: int, conns: int) -> float:
         t.start()
     for t in threads:
         t.join()
-    return count[0] / seconds
+    return count[0] / seconds, count[0]
 
 
-def run_variant(variant: str, seconds: int, conns: int, app_dir: str) -> float:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` (Linux), ``None`` where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_variant(
+    variant: str, seconds: int, conns: int, app_dir: str, endpoint: str
+) -> tuple[float, float | None]:
+    """Return (requests/s, server CPU microseconds per request) of one run."""
     port = free_port()
-    env = {**os.environ, "VARIANT": variant}
+    env = {**os.environ, "VARIANT": variant, "OTLP_ENDPOINT": endpoint}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "benchapp:app", "--port", str(port),
@@ -104,7 +178,13 @@ def run_variant(variant: str, seconds: int, conns: int, app_dir: str) -> float:
                 time.sleep(0.1)
         load = load_wrk if shutil.which("wrk") else load_httpx
         load(url, 1, conns)  # warm-up
-        return load(url, seconds, conns)
+        cpu0 = cpu_seconds(proc.pid)
+        rps, total = load(url, seconds, conns)
+        cpu1 = cpu_seconds(proc.pid)
+        per_request = None
+        if cpu0 is not None and cpu1 is not None and total:
+            per_request = (cpu1 - cpu0) / total * 1e6
+        return rps, per_request
     finally:
         proc.terminate()
         proc.wait(10)
@@ -113,20 +193,45 @@ def run_variant(variant: str, seconds: int, conns: int, app_dir: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        with open(os.path.join(tmp, "benchapp.py"), "w") as fh:
-            fh.write(APP)
-        print(f"load generator: {'wrk' if shutil.which('wrk') else 'httpx threads'}")
-        results = {
-            v: run_variant(v, args.seconds, args.connections, tmp)
-            for v in ("bare", "sdk", "tracing")
-        }
-    bare = results["bare"]
-    for variant, rps in results.items():
-        loss = 100.0 * (bare - rps) / bare if bare else 0.0
-        print(f"{variant:8s} {rps:10.0f} req/s   loss vs bare: {loss:5.1f} %")
+    variants = [v for v in args.variants.split(",") if v]
+    rps: dict[str, list[float]] = {v: [] for v in variants}
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    sink = OtlpSink()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "benchapp.py"), "w") as fh:
+                fh.write(APP)
+            print(f"load generator: {'wrk' if shutil.which('wrk') else 'httpx threads'}")
+            for r in range(args.rounds):
+                order = variants[r % len(variants) :] + variants[: r % len(variants)]
+                for v in order:
+                    got, per_req = run_variant(v, args.seconds, args.connections, tmp, sink.url)
+                    rps[v].append(got)
+                    if per_req is not None:
+                        cpu[v].append(per_req)
+                    print(f"  round {r + 1} {v:8s} {got:8.0f} req/s", file=sys.stderr)
+    finally:
+        sink.close()
+    bare = statistics.median(rps["bare"]) if rps.get("bare") else 0.0
+    bare_cpu = statistics.median(cpu["bare"]) if cpu.get("bare") else 0.0
+    print(f"{'variant':8s} {'req/s median':>12s} {'(range)':>15s} {'loss':>7s} "
+          f"{'CPU us/req':>10s} {'vs bare':>8s}")  # fmt: skip
+    for v in variants:
+        med = statistics.median(rps[v])
+        loss = 100.0 * (bare - med) / bare if bare else 0.0
+        line = (
+            f"{v:8s} {med:12.0f} {f'({min(rps[v]):.0f}-{max(rps[v]):.0f})':>15s} {loss:6.1f}%"
+        )
+        if cpu[v]:
+            c = statistics.median(cpu[v])
+            line += f" {c:10.0f} {f'+{c - bare_cpu:.0f}' if v != 'bare' else '':>8s}"
+        print(line)
+    if "tracing" in variants:
+        print(f"OTLP sink: {sink.requests} export requests, {sink.bytes} bytes")
 
 
 if __name__ == "__main__":

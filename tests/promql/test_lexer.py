@@ -6,13 +6,12 @@ import math
 
 import pytest
 
+from vigil.model.duration import format_duration, parse_duration
 from vigil.promql.parser.lexer import (
     EOF,
     Lexer,
     PromQLParseError,
-    format_duration,
     go_quote,
-    parse_duration,
     parse_number,
 )
 

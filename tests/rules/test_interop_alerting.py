@@ -207,6 +207,9 @@ alerting:
             f"--storage.tsdb.path={tmp_path / 'prom-data'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",
             f"--web.external-url={prom_url}/",
+            # Alerts sent before notify discovery's first update (throttled to 5 s)
+            # are dropped; a short resend delay gets the next one through at once.
+            "--rules.alert.resend-delay=1s",
         ],
         prom_port,
         tmp_path,

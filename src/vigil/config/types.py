@@ -15,19 +15,7 @@ from typing import Any
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import PydanticCustomError, core_schema
 
-_DURATION_RE = re.compile(
-    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
-)
-_MS = {
-    "y": 365 * 24 * 3600 * 1000,
-    "w": 7 * 24 * 3600 * 1000,
-    "d": 24 * 3600 * 1000,
-    "h": 3600 * 1000,
-    "m": 60 * 1000,
-    "s": 1000,
-    "ms": 1,
-}
-_UNIT_ORDER = ("y", "w", "d", "h", "m", "s", "ms")
+from vigil.model.duration import format_duration, parse_duration
 
 
 class Duration(int):
@@ -43,21 +31,14 @@ class Duration(int):
     @classmethod
     def parse(cls, text: str) -> Duration:
         """Parse ``1h30m`` style text; raise ValueError naming the text when invalid."""
-        if text == "":
-            raise ValueError("empty duration string")
-        if text == "0":
-            return cls(0)
-        m = _DURATION_RE.match(text)
-        if m is None:
+        try:
+            return cls(parse_duration(text))
+        except ValueError as exc:
+            if text == "" or "not a valid duration" not in str(exc):
+                raise
             raise ValueError(
-                f'not a valid duration string: "{text}" '
-                "(use a number with a unit, e.g. 15s, 1m30s, 500ms, 1h, 1d)"
-            )
-        total = 0
-        for unit, part in zip(_UNIT_ORDER, m.groups(), strict=True):
-            if part is not None:
-                total += int(part) * _MS[unit]
-        return cls(total)
+                f"{exc} (use a number with a unit, e.g. 15s, 1m30s, 500ms, 1h, 1d)"
+            ) from None
 
     @property
     def seconds(self) -> float:
@@ -69,20 +50,7 @@ class Duration(int):
         return int(self)
 
     def __str__(self) -> str:
-        ms = int(self)
-        if ms == 0:
-            return "0s"
-        out = []
-        for unit in _UNIT_ORDER:
-            mult = _MS[unit]
-            # Years and weeks only when exact: "90d" reads better than "12w6d".
-            if unit in ("y", "w") and ms % mult != 0:
-                continue
-            v = ms // mult
-            if v > 0:
-                out.append(f"{v}{unit}")
-                ms -= v * mult
-        return "".join(out)
+        return format_duration(int(self))
 
     def __repr__(self) -> str:
         return f"Duration({self!s})"

@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vigil.model.duration import parse_duration
 from vigil.model.labels import METRIC_NAME, Labels
 from vigil.model.samples import STALE_NAN
 from vigil.promql.errors import PromQLError
 from vigil.promql.parser import ast, parse_expr
 from vigil.promql.parser.functions import get_function
-from vigil.promql.parser.lexer import STRING, Lexer, parse_duration
+from vigil.promql.parser.lexer import STRING, Lexer
 from vigil.storage.memory import MemoryStorage
 
 EPSILON = 1e-6  # relative tolerance, as Prometheus's almost.Equal

@@ -18,6 +18,7 @@ rebuilt from its tokens, for the careful per-line parser.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from itertools import compress
 from typing import Protocol
 
 
@@ -148,9 +149,12 @@ def _learn_keys(
     keys: list[str], start: int, contains: Callable[[str], bool], learn: Callable[[str], bool]
 ) -> bool:
     """Learn the unknown keys from `start` on, up to the first that is not a valid
-    series (or is a value: it starts with a blank); whether any was learned."""
+    series (or is a value: it starts with a blank); whether any was learned. Only
+    the first of a repeat of equal neighbours is looked up."""
     learned = False
-    for key in keys[start:]:
+    tail = keys[start:]
+    firsts = [*tail[:1], *compress(tail[1:], map(str.__ne__, tail[1:], tail[:-1]))]
+    for key in firsts:
         if contains(key):
             continue
         if key[:1] == " " or not learn(key):

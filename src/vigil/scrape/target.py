@@ -19,7 +19,6 @@ with `__`.
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from vigil.model.duration import format_duration, parse_duration
 from vigil.model.labels import Labels
 
 ADDRESS_LABEL = "__address__"
@@ -50,46 +50,6 @@ class TargetError(ValueError):
 
 
 # --- durations -----------------------------------------------------------------
-
-_DURATION_RE = re.compile(
-    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
-)
-_UNIT_MS = (
-    365 * 86_400_000,
-    7 * 86_400_000,
-    86_400_000,
-    3_600_000,
-    60_000,
-    1000,
-    1,
-)
-
-
-def parse_duration(text: str) -> int:
-    """Parse a Prometheus duration ("1m30s", "500ms", "0") into milliseconds.
-
-    Raises `ValueError` with Prometheus' message for malformed text.
-    """
-    if text == "0":
-        return 0
-    m = _DURATION_RE.match(text)
-    if not text or m is None:
-        raise ValueError(f'not a valid duration string: "{text}"')
-    return sum(int(g) * unit for g, unit in zip(m.groups(), _UNIT_MS, strict=True) if g)
-
-
-def format_duration(ms: int) -> str:
-    """Prometheus' canonical duration text: 15000 -> "15s", 90000 -> "1m30s"."""
-    if ms == 0:
-        return "0s"
-    out = []
-    for suffix, unit in zip(("y", "w", "d", "h", "m", "s", "ms"), _UNIT_MS, strict=True):
-        if suffix in ("y", "w") and ms % unit:
-            continue  # years and weeks only when exact, as Prometheus prints them
-        n, ms = divmod(ms, unit)
-        if n:
-            out.append(f"{n}{suffix}")
-    return "".join(out)
 
 
 def duration_ms(value: Any) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import threading
 from typing import Any
 
@@ -53,8 +54,9 @@ def setup_tracing(
         service, version, environment: the resource attributes ``service.name``,
             ``service.version`` and ``deployment.environment``.
         endpoint: full OTLP traces URL.
-        app: a FastAPI/Starlette app to instrument (needs
-            ``opentelemetry-instrumentation-fastapi``).
+        app: a FastAPI app to trace: FastAPI's native telemetry when it has one
+            (see :func:`instrument_app`), else the contrib instrumentor
+            (``opentelemetry-instrumentation-fastapi``).
         headers: extra HTTP headers for the exporter.
         sample_ratio: parent-based ratio sampling; 1.0 keeps every trace.
         instrument_libraries: auto-instrument the installed client libraries.
@@ -183,7 +185,17 @@ def instrument_installed_libraries() -> list[str]:
 
 
 def instrument_app(app: Any) -> bool:
-    """Instrument a FastAPI app for server spans; ``False`` if that is not possible."""
+    """Make sure a FastAPI app records server spans; ``False`` if that is not possible.
+
+    FastAPI versions with native OpenTelemetry support (``fastapi.telemetry``) trace
+    every request on their own once a global tracer provider is set, so nothing is
+    added: the contrib ``FastAPIInstrumentor`` would insert a second ASGI layer that
+    replaces the native spans and costs more per request. Older FastAPI versions get
+    the contrib instrumentor (``opentelemetry-instrumentation-fastapi``) when it is
+    installed.
+    """
+    if has_native_telemetry(app):
+        return True
     try:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     except ImportError:
@@ -193,6 +205,11 @@ def instrument_app(app: Any) -> bool:
     except Exception:
         return False
     return True
+
+
+def has_native_telemetry(app: Any) -> bool:
+    """Whether ``app`` is a FastAPI app that creates its own OpenTelemetry spans."""
+    return hasattr(app, "_native_telemetry") and "fastapi.telemetry" in sys.modules
 
 
 class _SwappableProvider:

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from starlette.datastructures import FormData, QueryParams
 
+from vigil.model.duration import parse_duration
+
 ERROR_STATUS = {
     "bad_data": 400,
     "execution": 422,
@@ -52,19 +54,6 @@ _FLOAT_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 _RFC3339_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
 )
-_DURATION_RE = re.compile(
-    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
-)
-_DURATION_UNITS_MS = (
-    365 * 86_400_000,
-    7 * 86_400_000,
-    86_400_000,
-    3_600_000,
-    60_000,
-    1000,
-    1,
-)
-
 # Prometheus's MinTime/MaxTime: the defaults for open time ranges, and the two
 # out-of-range RFC 3339 strings its Go client sends for them.
 MIN_TIME_MS = (-(2**63) // 1000 + 62135596801) * 1000
@@ -117,10 +106,10 @@ def parse_duration_ms(s: str) -> int:
         if not math.isfinite(ns) or abs(ns) > 2**63 - 1:
             raise ValueError(f'cannot parse "{s}" to a valid duration. It overflows int64')
         return math.trunc(math.trunc(ns) / 1_000_000)
-    m = _DURATION_RE.match(s)
-    if m and s:
-        return sum(int(g) * u for g, u in zip(m.groups(), _DURATION_UNITS_MS, strict=True) if g)
-    raise ValueError(f'cannot parse "{s}" to a valid duration')
+    try:
+        return parse_duration(s)
+    except ValueError:
+        raise ValueError(f'cannot parse "{s}" to a valid duration') from None
 
 
 def parse_duration_s(s: str) -> float:

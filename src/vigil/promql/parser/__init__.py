@@ -15,10 +15,11 @@ Prometheus's: `1:14: parse error: unexpected end of input`. Thread-safe.
 
 from __future__ import annotations
 
+from vigil.model.duration import format_duration
+from vigil.model.duration import parse_duration as _parse_duration_ms
 from vigil.promql.parser import ast
 from vigil.promql.parser.ast import Expr, VectorSelector
-from vigil.promql.parser.lexer import PromQLParseError, format_duration
-from vigil.promql.parser.lexer import parse_duration as _parse_duration_ms
+from vigil.promql.parser.lexer import PromQLParseError
 from vigil.promql.parser.parser import MAX_DEPTH, Parser
 from vigil.promql.parser.printer import ast_equal, format_expr
 

@@ -6,8 +6,8 @@ context-sensitive like Prometheus's: inside `{...}` every word is a plain
 identifier, and inside `[...]` only durations, numbers and `:` are expected.
 
 Also home of `PromQLParseError` (the error every parse failure raises) and of the
-Go-compatible helpers the parser and printer share: `go_quote`, `parse_duration`,
-`format_duration`, `parse_number`.
+Go-compatible helpers the parser and printer share: `go_quote`, `parse_number`
+(durations live in `vigil.model.duration`).
 """
 
 from __future__ import annotations
@@ -194,58 +194,6 @@ _SIMPLE_ESCAPES = {
     "\\": "\\",
 }
 _SIMPLE_ESCAPES_REV = {v: "\\" + k for k, v in _SIMPLE_ESCAPES.items() if k != "\\"}
-
-_DURATION_RE = re.compile(
-    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
-)
-_UNIT_MS = (
-    365 * 86_400_000,
-    7 * 86_400_000,
-    86_400_000,
-    3_600_000,
-    60_000,
-    1000,
-    1,
-)
-_UNIT_NAMES = ("y", "w", "d", "h", "m", "s", "ms")
-_DURATION_PART_RE = re.compile(r"\d+([a-zA-Z]+)")
-_MAX_DURATION_MS = (1 << 63) // 1_000_000  # a Go time.Duration is int64 nanoseconds
-
-
-def parse_duration(text: str) -> int:
-    """Parse a Prometheus duration (`1h30m`, `5m`, `1d`, `1w`, `1y`, `500ms`, `0`) to
-    int milliseconds. Units must appear largest first, each at most once.
-    Raises ValueError naming the text when it is not a valid duration."""
-    if text == "":
-        raise ValueError("empty duration string")
-    if text == "0":
-        return 0
-    m = _DURATION_RE.match(text)
-    if m is None or not any(m.groups()):
-        for unit in _DURATION_PART_RE.findall(text):
-            if unit not in _UNIT_NAMES:
-                raise ValueError(f"unknown unit {go_quote(unit)} in duration {go_quote(text)}")
-        raise ValueError(f"not a valid duration string: {go_quote(text)}")
-    total = 0
-    for g, unit in zip(m.groups(), _UNIT_MS, strict=True):
-        if g is not None:
-            total += int(g) * unit
-    if total >= _MAX_DURATION_MS:
-        raise ValueError("duration out of range")
-    return total
-
-
-def format_duration(ms: int) -> str:
-    """Prometheus's duration notation for `ms` >= 0: `1h30m`, `5m`, `0s`."""
-    if ms == 0:
-        return "0s"
-    out = []
-    for unit, name in zip(_UNIT_MS, _UNIT_NAMES, strict=True):
-        if ms >= unit:
-            out.append(f"{ms // unit}{name}")
-            ms %= unit
-    return "".join(out)
-
 
 _LEGACY_OCTAL_RE = re.compile(r"0(?:_?[0-7])+")
 

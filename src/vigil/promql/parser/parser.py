@@ -19,6 +19,7 @@ import dataclasses
 import math
 import re
 
+from vigil.model.duration import parse_duration
 from vigil.model.labels import METRIC_NAME
 from vigil.model.matchers import InvalidRegexError, Matcher, MatchType
 from vigil.promql.parser import ast
@@ -37,7 +38,6 @@ from vigil.promql.parser.lexer import (
     PromQLParseError,
     Token,
     go_quote,
-    parse_duration,
     parse_number,
 )
 

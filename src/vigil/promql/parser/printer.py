@@ -12,10 +12,11 @@ import dataclasses
 import math
 from decimal import Decimal
 
+from vigil.model.duration import format_duration
 from vigil.model.labels import LABEL_NAME_RE, METRIC_NAME
 from vigil.model.matchers import Matcher, MatchType
 from vigil.promql.parser import ast
-from vigil.promql.parser.lexer import format_duration, go_quote
+from vigil.promql.parser.lexer import go_quote
 
 _PREC = {
     "or": 1,
