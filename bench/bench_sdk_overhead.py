@@ -223,9 +223,7 @@ def main() -> None:
     for v in variants:
         med = statistics.median(rps[v])
         loss = 100.0 * (bare - med) / bare if bare else 0.0
-        line = (
-            f"{v:8s} {med:12.0f} {f'({min(rps[v]):.0f}-{max(rps[v]):.0f})':>15s} {loss:6.1f}%"
-        )
+        line = f"{v:8s} {med:12.0f} {f'({min(rps[v]):.0f}-{max(rps[v]):.0f})':>15s} {loss:6.1f}%"
         if cpu[v]:
             c = statistics.median(cpu[v])
             line += f" {c:10.0f} {f'+{c - bare_cpu:.0f}' if v != 'bare' else '':>8s}"

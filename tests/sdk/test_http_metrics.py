@@ -147,3 +147,54 @@ def test_plain_wsgi_and_asgi_apps_are_wrapped() -> None:
 
     with pytest.raises(TypeError):
         sdk.instrument(42, service="x", registry=CollectorRegistry())
+
+
+def test_mounted_routes_keep_their_prefix_per_mount() -> None:
+    # One route object under two mounts: the cached template must differ per prefix.
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    async def hello(request: object) -> PlainTextResponse:
+        return PlainTextResponse("hi")
+
+    inner = [Route("/hello/{name}", hello)]
+    reg = CollectorRegistry()
+    app = Starlette(routes=[Mount("/v1", routes=inner), Mount("/v2", routes=inner)])
+    client = TestClient(sdk.instrument(app, service="m", registry=reg))
+    for _ in range(2):
+        assert client.get("/v1/hello/a").status_code == 200
+        assert client.get("/v2/hello/b").status_code == 200
+    for prefix in ("/v1", "/v2"):
+        route = prefix + "/hello/{name}"
+        assert value(reg, "http_requests_total", method="GET", route=route, status="200") == 2
+
+
+def test_many_statuses_and_methods_are_each_counted() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def status(request: object) -> Response:
+        return Response(status_code=int(request.path_params["code"]))  # type: ignore[attr-defined]
+
+    reg = CollectorRegistry()
+    app = Starlette(routes=[Route("/s/{code}", status, methods=["GET", "POST"])])
+    client = TestClient(sdk.instrument(app, service="s", registry=reg))
+    for code in (200, 201, 404, 200, 503):
+        client.get(f"/s/{code}")
+        client.post(f"/s/{code}")
+    for method in ("GET", "POST"):
+        for code, n in (("200", 2), ("201", 1), ("404", 1), ("503", 1)):
+            labels = {"method": method, "route": "/s/{code}", "status": code}
+            assert value(reg, "http_requests_total", **labels) == n
+            assert value(reg, "http_request_duration_seconds_count", **labels) == n
+        assert value(reg, "http_requests_in_progress", method=method) == 0
+
+
+def test_generated_request_ids_are_unique_hex() -> None:
+    from vigil.sdk.context import new_request_id
+
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 and i == i.lower() for i in ids)

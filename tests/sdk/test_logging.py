@@ -179,3 +179,24 @@ def test_log_handler_survives_connection_refused(capsys: pytest.CaptureFixture[s
         handler.close()
     assert handler.stats()["dropped_send_error"] == 50
     assert capsys.readouterr().err.count("cannot push logs") == 1
+
+
+def test_json_lines_for_values_orjson_refuses_and_timestamps_across_seconds() -> None:
+    from vigil.sdk.logging import JsonFormatter
+
+    fmt = JsonFormatter("svc", {"env": "prod"})
+    record = logging.LogRecord("n", logging.INFO, "m.py", 3, "big %d", (2**70,), None)
+    record.huge = 2**70  # beyond 64 bits: orjson refuses, the stdlib path takes over
+    record.created = 86_400.25
+    out = json.loads(fmt.format(record))
+    assert out["huge"] == 2**70 and out["message"] == f"big {2**70}"
+    assert out["timestamp"] == "1970-01-02T00:00:00.250Z" and out["env"] == "prod"
+    for created, expected in (
+        (0.5, "1970-01-01T00:00:00.500Z"),
+        (61.999, "1970-01-01T00:01:01.999Z"),
+    ):
+        record.created = created
+        assert json.loads(fmt.format(record))["timestamp"] == expected
+    record.huge = {1: "non-str keys", "nested": ["ü"]}
+    line = fmt.format(record)
+    assert "ü" in line and json.loads(line)["huge"] == {"1": "non-str keys", "nested": ["ü"]}

@@ -50,3 +50,17 @@ def test_spans_exported_from_parent_and_forked_child(sink: Sink) -> None:
             assert attrs["deployment.environment"] == "test"
             names |= {s.name for ss in rs.scope_spans for s in ss.spans}
     assert names == {"parent-op", "child-op"}
+
+
+def test_fastapi_native_telemetry_is_not_doubled_by_contrib_middleware() -> None:
+    from fastapi import FastAPI
+
+    from vigil.sdk.tracing import has_native_telemetry, instrument_app
+
+    app = FastAPI()
+    if not has_native_telemetry(app):  # older FastAPI: the contrib instrumentor applies
+        return
+    assert instrument_app(app)
+    app.build_middleware_stack()
+    layers = [m.cls.__name__ for m in app.user_middleware]  # type: ignore[attr-defined]
+    assert "OpenTelemetryMiddleware" not in layers

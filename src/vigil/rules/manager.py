@@ -183,8 +183,12 @@ class RuleManager:
                 result[g.key()] = g
                 if first:
                     self._to_restore.add(g.key())
+                else:
+                    # Only groups of the first load restore (Prometheus's shouldRestore).
+                    self._to_restore.discard(g.key())
             for key, g in old.items():
                 if key not in result:
+                    self._to_restore.discard(key)
                     self._stop_group(key)
                     g.mark_all_stale(self.now_ms())
             self._groups = result
@@ -230,6 +234,7 @@ class RuleManager:
 
     def _run(self, g: Group, stop: threading.Event) -> None:
         next_t = g.eval_timestamp(self.now_ms()) + g.interval_ms
+        evaluations = 0
         while True:
             delay = next_t / 1000.0 - self.now()
             if delay > 0 and stop.wait(delay):
@@ -238,7 +243,10 @@ class RuleManager:
                 return
             try:
                 g.evaluate(next_t)
-                if g.key() in self._to_restore:
+                evaluations += 1
+                # As Prometheus, restore only after the second evaluation: after the
+                # first, recording rules that alerts depend on may not be up to date.
+                if evaluations >= 2 and g.key() in self._to_restore:
                     self._to_restore.discard(g.key())
                     if self.queryable is not None:
                         g.restore_for_state(

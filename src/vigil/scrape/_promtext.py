@@ -1,14 +1,14 @@
 """Prometheus text format 0.0.4, as Prometheus's own parser accepts it.
 
-Hot path (`_feed_fast`): comment lines are cut out with one ``split('\\n#')``, the
+Hot path (`_feed_fast`): comment lines are cut out (`_bulk.comment_segments`), the
 remaining sample lines are split into tokens in bulk (`_bulk`), and runs of lines
 ``series value`` whose series the process has seen before (`PROM_SERIES`) are taken
-as whole columns; all values are converted in one bulk call. Every other line (new
-series, timestamps, odd blanks) goes through the careful per-line code. Any problem
-at all makes the feed start over on the careful path (`_feed_careful`), which is the
-reference for what is accepted and for every error message and line number. Comment
-lines other than HELP/TYPE are ignored; blank lines are allowed; there is no EOF
-marker.
+as whole columns; all values are converted in one bulk call (`_numbers`). Every
+other line (new series, timestamps, odd blanks) goes through the careful per-line
+code. Any problem at all makes the feed start over on the careful path
+(`_feed_careful`), which is the reference for what is accepted and for every error
+message and line number. Comment lines other than HELP/TYPE are ignored; blank lines
+are allowed; there is no EOF marker.
 """
 
 from __future__ import annotations
