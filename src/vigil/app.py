@@ -135,9 +135,11 @@ class Vigil:
         self._apply(self.loaded)
         self.alertmanager = self._build_alertmanager()
         self._build_rules()
+        self.push = self._build_push()
         self.scrape.start()
         self.notifier.start()
         self.rules.start()
+        self.push.start()
         self.ready = True
 
     def _external_labels(self, loaded: Any) -> dict[str, str]:
@@ -177,6 +179,16 @@ class Vigil:
         )
         self.rules.apply(
             self._rule_files(self.loaded), self.loaded.config.global_config.evaluation_interval.ms
+        )
+
+    def _build_push(self) -> Any:
+        from vigil.push import PushRegistry
+
+        ttl = getattr(self.loaded.config.vigil, "push_default_ttl", None)  # a Duration
+        return PushRegistry(
+            self.db,
+            default_ttl_s=ttl.seconds if ttl else None,
+            state_file=self.data_dir / "push" / "groups.json",
         )
 
     def _alertmanager_config_path(self) -> Path | None:
@@ -260,7 +272,7 @@ class Vigil:
 
     def stop(self) -> None:
         self.ready = False
-        for part in ("rules", "notifier", "discovery", "scrape"):
+        for part in ("push", "rules", "notifier", "discovery", "scrape"):
             obj = getattr(self, part, None)
             if obj is not None:
                 obj.stop()
@@ -271,6 +283,7 @@ class Vigil:
     # -- HTTP ----------------------------------------------------------------
 
     def web_app(self) -> Any:
+        from vigil.push import create_push_routes
         from vigil.web import create_app
         from vigil.web.context import WebContext
         from vigil.web.rules_api import create_rules_routes
@@ -288,12 +301,18 @@ class Vigil:
             external_labels=dict(self.loaded.config.global_config.external_labels or {}),
             lookback_delta_ms=vcfg.lookback_delta.ms,
             importer=self.import_stream,
-            self_metrics=[self.db.metrics, self.scrape.metrics, self.reload_metrics],
+            self_metrics=[
+                self.db.metrics,
+                self.scrape.metrics,
+                self.reload_metrics,
+                self.push.metrics,
+            ],
             ready=lambda: self.ready,
             build_info=build_info(),
             runtime_info=self.runtime_info,
         )
-        app = create_app(ctx, extra_routes=create_rules_routes(self.rules))
+        extra = [*create_rules_routes(self.rules), *create_push_routes(self.push)]
+        app = create_app(ctx, extra_routes=extra)
         if self.alertmanager is None:
             return app
         from starlette.applications import Starlette

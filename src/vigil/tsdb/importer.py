@@ -8,8 +8,11 @@ running (a running server picks the blocks up at its next reload of blocks; they
 may overlap its own and are merged at query time and by vertical compaction).
 
 Memory is bounded by the largest window, not the input: parsed samples are
-spilled per window to files in a staging directory as 20-byte records, and each
-window is sorted and written on its own. Nothing becomes visible until the whole
+spilled per window to raw column files in a staging directory (20 bytes a
+sample), and each window is ordered and written on its own. No step does Python
+work per sample: keys map to series per run of equal keys, samples are bucketed
+into windows with numpy, and a window whose series arrive as contiguous ascending
+runs (what OpenMetrics files hold) is ordered by sorting its runs, not its samples. Nothing becomes visible until the whole
 input parsed and every block was written: blocks are staged in
 ``data_dir/.import-<ulid>.tmp/`` and only then renamed into the data directory.
 A malformed input therefore leaves no block behind; the final renames are
@@ -24,8 +27,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from itertools import compress
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -33,7 +37,6 @@ from vigil.model.labels import Labels
 from vigil.storage.interface import SeriesData
 from vigil.tsdb.block import new_ulid, write_block
 
-_RECORD = np.dtype([("s", "<u4"), ("t", "<i8"), ("v", "<f8")])
 _PROGRESS_MIN_BYTES = 16 << 20
 OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
@@ -72,7 +75,12 @@ class ImportReport:
 
 
 class _Backfill:
-    """Spills samples per window, then writes each window as one block."""
+    """Spills samples per window as raw column files, then writes each window as one block.
+
+    A window's spill is three files appended to chunk by chunk in input order:
+    ``<w>.sid`` (uint32 series ids), ``<w>.t`` (int64 ms) and ``<w>.v`` (float64).
+    Files are opened per append, so the number of windows is not bounded by open files.
+    """
 
     def __init__(self, staging: Path, block_duration_ms: int) -> None:
         if block_duration_ms <= 0:
@@ -81,8 +89,7 @@ class _Backfill:
         self.duration = block_duration_ms
         self.labels: list[Labels] = []
         self._ids: dict[Labels, int] = {}
-        self._spills: dict[int, IO[bytes]] = {}
-        self._stack = ExitStack()
+        self._windows: set[int] = set()
         self.samples = 0
 
     def series_id(self, labels: Labels) -> int:
@@ -95,77 +102,128 @@ class _Backfill:
         return sid
 
     def add(self, sids: np.ndarray, ts: np.ndarray, vs: np.ndarray) -> None:
-        """Spill samples (any order): series ids from `series_id`, int64 ms, float64."""
-        if ts.size == 0:
+        """Spill samples (any order): uint32 ids from `series_id`, int64 ms, float64."""
+        n = ts.size
+        if n == 0:
             return
-        rec = np.empty(ts.size, dtype=_RECORD)
-        rec["s"], rec["t"], rec["v"] = sids, ts, vs
-        win = ts // self.duration
-        first = int(win[0])
-        if bool(np.all(win == first)):
-            self._spill(first).write(rec.tobytes())
-        else:
-            for w in np.unique(win).tolist():
-                self._spill(int(w)).write(rec[win == w].tobytes())
-        self.samples += int(ts.size)
+        win = np.floor_divide(ts, self.duration)
+        if not bool((win[1:] >= win[:-1]).all()):
+            # Series-major input cycles through a few windows per series: group by
+            # window, keeping input order within each (a radix sort when few windows).
+            lo = int(win.min())
+            span = int(win.max()) - lo
+            rel = win - lo
+            key = rel.astype(np.uint16) if span < (1 << 16) else rel
+            order = np.argsort(key, kind="stable")
+            win, sids, ts, vs = win[order], sids[order], ts[order], vs[order]
+        cuts = (np.flatnonzero(win[1:] != win[:-1]) + 1).tolist()
+        for a, b in zip([0, *cuts], [*cuts, n], strict=True):
+            self._spill(int(win[a]), sids[a:b], ts[a:b], vs[a:b])
+        self.samples += int(n)
 
     @property
     def windows(self) -> int:
         """How many blocks `write_blocks` will write."""
-        return len(self._spills)
+        return len(self._windows)
 
-    def _spill(self, window: int) -> IO[bytes]:
-        fh = self._spills.get(window)
-        if fh is None:
-            path = self.staging / f"window-{window}.spill"
-            fh = self._spills[window] = self._stack.enter_context(path.open("wb"))
-        return fh
+    def _path(self, window: int, column: str) -> Path:
+        return self.staging / f"window-{window}.{column}"
+
+    def _spill(self, window: int, sids: np.ndarray, ts: np.ndarray, vs: np.ndarray) -> None:
+        self._windows.add(window)
+        for column, arr, dtype in (("sid", sids, "<u4"), ("t", ts, "<i8"), ("v", vs, "<f8")):
+            with self._path(window, column).open("ab") as fh:
+                fh.write(np.ascontiguousarray(arr, dtype=dtype).data)
+
+    def _load(self, window: int, column: str, dtype: str) -> np.ndarray:
+        path = self._path(window, column)
+        arr = np.fromfile(path, dtype=dtype)
+        path.unlink()
+        return arr
 
     def write_blocks(
         self, report: ImportReport, on_window: Callable[[], None] | None = None
     ) -> list[Path]:
         """Write one staged block per window, oldest first; returns their paths."""
-        self._stack.close()
         rank = np.empty(len(self.labels), dtype=np.int64)
         order = sorted(range(len(self.labels)), key=self.labels.__getitem__)
         rank[order] = np.arange(len(order))
         by_rank = np.asarray(order, dtype=np.int64)
         paths = []
-        seen: set[int] = set()
-        for window in sorted(self._spills):
-            spill = self.staging / f"window-{window}.spill"
-            rec = np.fromfile(spill, dtype=_RECORD)
-            spill.unlink()
-            key = rank[rec["s"]]
-            # lexsort is stable, so among equal (series, time) the last read wins.
-            idx = np.lexsort((rec["t"], key))
-            key, ts, vs = key[idx], rec["t"][idx], rec["v"][idx]
-            del rec, idx
-            last = np.ones(ts.size, dtype=bool)
-            last[:-1] = (key[1:] != key[:-1]) | (ts[1:] != ts[:-1])
-            report.duplicates += int(ts.size - np.count_nonzero(last))
-            if not last.all():
-                key, ts, vs = key[last], ts[last], vs[last]
-            bounds = np.flatnonzero(np.diff(key)) + 1
-            starts = np.concatenate(([0], bounds)).tolist()
-            stops = np.concatenate((bounds, [key.size])).tolist()
-            ranks = key[starts]
-            seen.update(by_rank[ranks].tolist())
+        seen = np.zeros(len(self.labels), dtype=bool)
+        for window in sorted(self._windows):
+            sids = self._load(window, "sid", "<u4")
+            ts = self._load(window, "t", "<i8")
+            vs = self._load(window, "v", "<f8")
+            ranks, starts, stops, dups = _order_window(rank, sids, ts, vs)
+            del sids
+            if dups is not None:
+                ts, vs = dups[0], dups[1]
+                report.duplicates += dups[2]
+            seen[by_rank[ranks]] = True
             labels = [self.labels[i] for i in by_rank[ranks].tolist()]
             mint, maxt = int(ts.min()), int(ts.max())
             paths.append(
-                write_block(self.staging, _slices(labels, starts, stops, ts, vs), mint, maxt)
+                write_block(
+                    self.staging,
+                    _slices(labels, starts.tolist(), stops.tolist(), ts, vs),
+                    mint,
+                    maxt,
+                )
             )
-            report.samples += int(ts.size)
+            report.samples += int(stops.sum() - starts.sum())
             report.mint = mint if report.mint is None else min(report.mint, mint)
             report.maxt = maxt if report.maxt is None else max(report.maxt, maxt)
+            del ts, vs
             if on_window is not None:
                 on_window()
-        report.series = len(seen)
+        report.series = int(np.count_nonzero(seen))
         return paths
 
     def close(self) -> None:
-        self._stack.close()
+        """Nothing is held open between appends; kept for the callers' cleanup stacks."""
+
+
+_Dedup = tuple[np.ndarray, np.ndarray, int]
+
+
+def _order_window(
+    rank: np.ndarray, sids: np.ndarray, ts: np.ndarray, vs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Dedup | None]:
+    """Order one window's samples by (series labels, time), last duplicate winning.
+
+    Returns per output series its label rank and [start, stop) into the sample
+    arrays, plus, when samples had to be sorted, the reordered (ts, vs) and how many
+    duplicates were dropped. The common input (each series' samples contiguous and
+    strictly ascending within the window, as OpenMetrics writes them) needs no
+    per-sample sort: its runs are ordered by rank and sliced in place.
+    """
+    n = ts.size
+    change = sids[1:] != sids[:-1]
+    starts = np.concatenate(([0], np.flatnonzero(change) + 1))
+    stops = np.concatenate((starts[1:], [n]))
+    run_ranks = rank[sids[starts]]
+    if bool(((ts[1:] > ts[:-1]) | change).all()):
+        by = np.argsort(run_ranks, kind="stable")
+        r = run_ranks[by]
+        if bool((r[1:] != r[:-1]).all()):
+            return r, starts[by], stops[by], None
+    del change, starts, stops, run_ranks
+    key = rank[sids]
+    # lexsort is stable, so among equal (series, time) the last read wins.
+    idx = np.lexsort((ts, key))
+    key, ts, vs = key[idx], ts[idx], vs[idx]
+    del idx
+    last = np.ones(n, dtype=bool)
+    last[:-1] = (key[1:] != key[:-1]) | (ts[1:] != ts[:-1])
+    kept = int(np.count_nonzero(last))
+    if kept < n:
+        key, ts, vs = key[last], ts[last], vs[last]
+    del last
+    bounds = np.flatnonzero(key[1:] != key[:-1]) + 1
+    starts = np.concatenate(([0], bounds))
+    stops = np.concatenate((bounds, [key.size]))
+    return key[starts], starts, stops, (ts, vs, n - kept)
 
 
 def _slices(
@@ -323,12 +381,7 @@ def import_exposition(
                         "a backfill needs a timestamp on every sample",
                         _line_of(exp, i),
                     )
-                sids = np.empty(ts.size, dtype=np.uint32)
-                for i, key in enumerate(exp.keys):
-                    sid = seen_keys.get(key)
-                    if sid is None:
-                        sid = seen_keys[key] = bf.series_id(exposition.labels_of(key))
-                    sids[i] = sid
+                sids = _series_ids(exp.keys, seen_keys, bf, exposition.labels_of)
                 bf.add(sids, ts, np.asarray(exp.values, dtype=np.float64))
                 ordinal += ts.size
         except exposition.ExpositionError as exc:
@@ -341,6 +394,33 @@ def import_exposition(
         _land(staged, data_dir, report)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _series_ids(
+    keys: list[str],
+    seen: dict[str, int],
+    bf: _Backfill,
+    labels_of: Callable[[str], Labels],
+) -> np.ndarray:
+    """uint32 series ids for `keys`, looking up only the first key of each run of
+    equal keys (the parsers emit a series' consecutive samples as such a run)."""
+    m = len(keys)
+    if m == 0:
+        return np.empty(0, dtype=np.uint32)
+    starts = [0, *compress(range(1, m), map(str.__ne__, keys[1:], keys[:-1]))]
+    run_keys = [keys[a] for a in starts]
+    ids = list(map(seen.get, run_keys))
+    for j, sid in enumerate(ids):
+        if sid is None:
+            key = run_keys[j]
+            sid = seen.get(key)
+            if sid is None:
+                sid = seen[key] = bf.series_id(labels_of(key))
+            ids[j] = sid
+    if len(starts) == m:
+        return np.array(ids, dtype=np.uint32)
+    bounds = np.array([*starts, m], dtype=np.int64)
+    return np.repeat(np.array(ids, dtype=np.uint32), bounds[1:] - bounds[:-1])
 
 
 def _line_of(exp: Any, i: int) -> int | None:
