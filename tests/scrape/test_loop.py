@@ -593,3 +593,29 @@ def test_relabel_collision_is_not_marked_stale_while_one_key_lives(server: Stati
     run(go())
     pts = one(store, "m")
     assert [t for t, _ in pts] == [T0, T0 + 1000, T0 + 2000] and is_stale(pts[-1][1])
+
+
+async def test_series_collected_by_the_head_comes_back(server: StaticTarget, tmp_path) -> None:
+    """A series absent long enough for the TSDB head to collect it, then scraped
+    again: the loop's cached ref is unknown to the store and must be re-resolved,
+    not fail every later scrape."""
+    from vigil.tsdb.db import TSDB, TSDBOptions
+
+    db = TSDB.open(tmp_path, TSDBOptions(block_duration_ms=60_000, background=False))
+    try:
+        async with scrape_loop(server, db) as lp:  # type: ignore[arg-type]
+            t = T0
+            assert lp.process(b"a 1\nb 1\n", None, t).error is None
+            for _ in range(40):  # ten minutes of scrapes without `b`
+                t += 15_000
+                assert lp.process(b"a 1\n", None, t).error is None
+                db.maintain(t)
+            t += 15_000
+            out = lp.process(b"a 1\nb 2\n", None, t)
+            assert out.error is None
+            q = db.querier(t, t)
+            got = q.select([Matcher.equal("__name__", "b")], t, t)
+            q.close()
+            assert [s.values.tolist() for s in got] == [[2.0]]
+    finally:
+        db.close()

@@ -190,9 +190,10 @@ class PushRegistry:
             self.deletes_total += 1
             return True
 
-    def tick(self) -> None:
+    def tick(self, *, refresh_all: bool = False) -> None:
         """Expire groups whose TTL passed; re-append the others' values when their
-        last write is `refresh_interval_s` old; save the state when it changed."""
+        last write is `refresh_interval_s` old (or at once with `refresh_all`); save
+        the state when it changed."""
         with self._lock:
             now = self.now()
             expired = [
@@ -204,7 +205,11 @@ class PushRegistry:
                 for g in expired:
                     log.info("push group %s expired (TTL %gs)", g.grouping, g.ttl_s)
             now_ms = int(now * 1000)
-            due = [g for g in self._groups.values() if now_ms - g.written_ms >= self.refresh_ms]
+            due = [
+                g
+                for g in self._groups.values()
+                if refresh_all or now_ms - g.written_ms >= self.refresh_ms
+            ]
             if due:
                 self._write([(g, g.series(), ()) for g in due], now)
             if (
@@ -221,7 +226,8 @@ class PushRegistry:
             if exc.consistency and group is not None:
                 now = self.now()
                 group.failure_time = now
-                self._write([(group, group.series(), ())], now)
+                failure = {k: v for k, v in group.series().items() if v == now}
+                self._write([(group, failure, ())], now)
                 self._dirty = True
 
     def _check_consistent(self, grouping: Labels, pushed: PushedFamilies) -> None:
@@ -341,7 +347,7 @@ class PushRegistry:
                     self._groups[group.grouping] = group
                     for labels in group.series():
                         self._owner[labels] = group.grouping
-        self.tick()
+        self.tick(refresh_all=True)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="vigil-push", daemon=True)
         self._thread.start()

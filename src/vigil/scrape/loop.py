@@ -40,7 +40,7 @@ from vigil.model.samples import STALE_NAN
 from vigil.scrape.http_client import AuthSettings, BodySizeLimitError, ScrapeError, fetch
 from vigil.scrape.metrics import ScrapeMetrics
 from vigil.scrape.target import Target, format_duration
-from vigil.storage.interface import Appendable, CommitStats
+from vigil.storage.interface import Appendable, CommitStats, UnknownSeriesRefError
 
 log = logging.getLogger(__name__)
 
@@ -416,27 +416,15 @@ class ScrapeLoop:
                 # already marked stale and must stay so.
                 out.error = "scrape loop stopped"
                 return out
-            app = self._appendable.appender()
             try:
-                parts = self._ingest(app, body, content_type, ts_ms, out) if error is None else None
-                if out.error is not None:
-                    parts = None
-                stale = self._stale_refs(parts[3] if parts else None)
-                out.stale_markers = len(stale)
-                if parts is not None:
-                    refs, tss, vals, _ = parts
-                    if len(refs):
-                        app.append_refs(refs, tss, vals)
-                if len(stale):
-                    app.append_refs(
-                        stale, np.full(len(stale), ts_ms, np.int64), np.full(len(stale), STALE_NAN)
-                    )
-                out.duration_s = time.perf_counter() - started
-                self._append_report(app, ts_ms, out)
-                out.commit = app.commit()
-            except BaseException:
-                app.rollback()
-                raise
+                self._append(body, content_type, ts_ms, error, started, out)
+            except UnknownSeriesRefError:
+                # The store collected series we still hold refs for (absent for
+                # hours, now back): forget every cached ref and resolve afresh.
+                log.info("re-resolving series of %s: the store collected some", self.target.url)
+                self._forget_refs()
+                out = ScrapeOutcome(ts_ms, error)
+                self._append(body, content_type, ts_ms, error, started, out)
             self._ever_scraped = True
             self._last_ts_ms = ts_ms
             self._maybe_compact()
@@ -446,6 +434,48 @@ class ScrapeLoop:
         self._metrics.inc("prometheus_target_scrapes_sample_out_of_bounds_total", c.out_of_bounds)
         self.target.report(ts_ms, out.duration_s, out.error)
         return out
+
+    def _append(
+        self,
+        body: bytes | None,
+        content_type: str | None,
+        ts_ms: int,
+        error: str | None,
+        started: float,
+        out: ScrapeOutcome,
+    ) -> None:
+        """One transaction: the scrape's samples, staleness markers and report series."""
+        app = self._appendable.appender()
+        try:
+            parts = self._ingest(app, body, content_type, ts_ms, out) if error is None else None
+            if out.error is not None:
+                parts = None
+            stale = self._stale_refs(parts[3] if parts else None)
+            out.stale_markers = len(stale)
+            if parts is not None:
+                refs, tss, vals, _ = parts
+                if len(refs):
+                    app.append_refs(refs, tss, vals)
+            if len(stale):
+                app.append_refs(
+                    stale, np.full(len(stale), ts_ms, np.int64), np.full(len(stale), STALE_NAN)
+                )
+            out.duration_s = time.perf_counter() - started
+            self._append_report(app, ts_ms, out)
+            out.commit = app.commit()
+        except BaseException:
+            app.rollback()
+            raise
+
+    def _forget_refs(self) -> None:
+        """Drop every cached series ref; the next ingest resolves keys from scratch.
+        Staleness tracking restarts with it (markers for series that vanish in this
+        very scrape are lost: a rare event, and they age out by lookback anyway)."""
+        self._cache = SeriesCache()
+        self._prev_keys = ((), None)
+        self._report_refs = None
+        self._seen = None
+        self._pending_stale = np.zeros(0, dtype=np.int64)
 
     def _ingest(
         self, app: Any, body: bytes | None, content_type: str | None, ts_ms: int, out: ScrapeOutcome

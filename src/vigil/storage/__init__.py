@@ -13,6 +13,7 @@ from vigil.storage.interface import (
     SelectHints,
     SeriesData,
     SeriesRef,
+    UnknownSeriesRefError,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "SelectHints",
     "SeriesData",
     "SeriesRef",
+    "UnknownSeriesRefError",
 ]

@@ -42,6 +42,11 @@ class OutOfBoundsError(AppendError):
     """Too old for the head and no longer writable (outside every writable window)."""
 
 
+class UnknownSeriesRefError(AppendError):
+    """`append_refs` got a ref the store does not know: never created, or collected
+    after a long time without samples. Callers caching refs must resolve again."""
+
+
 @dataclass(slots=True)
 class CommitStats:
     """What a commit did with the samples it was given."""

@@ -32,21 +32,17 @@ import numpy as np
 from vigil.model.labels import Labels
 from vigil.model.matchers import Matcher
 from vigil.storage.interface import (
-    AppendError,
     CommitStats,
     SelectHints,
     SeriesData,
     SeriesRef,
+    UnknownSeriesRefError,
 )
 from vigil.tsdb.head_index import SeriesIndex
 from vigil.tsdb.head_samples import AnySegment, SampleStore, gather
 
 INT64_MIN = int(np.iinfo(np.int64).min)
 INT64_MAX = int(np.iinfo(np.int64).max)
-
-
-class UnknownSeriesRefError(AppendError):
-    """`append_refs` got a ref the head does not know (never created or collected)."""
 
 
 class CommitLog(Protocol):
