@@ -428,6 +428,7 @@ def run_server(options: ServerOptions) -> int:
     logging.basicConfig(
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _limit_malloc_fragmentation()
     # One INFO line per scrape request would drown everything else.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from vigil.config import ConfigError
@@ -464,6 +465,19 @@ def run_server(options: ServerOptions) -> int:
     finally:
         vigil.stop()
     return 0
+
+
+def _limit_malloc_fragmentation() -> None:
+    """Serve allocations over 256 KiB with mmap so freed scrape buffers go back to
+    the OS; glibc's adaptive default keeps them, which measured as +25-40% RSS at
+    100k series. Not glibc: nothing to do."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def _reload_logged(vigil: Vigil) -> None:

@@ -595,14 +595,15 @@ def test_relabel_collision_is_not_marked_stale_while_one_key_lives(server: Stati
     assert [t for t, _ in pts] == [T0, T0 + 1000, T0 + 2000] and is_stale(pts[-1][1])
 
 
-async def test_series_collected_by_the_head_comes_back(server: StaticTarget, tmp_path) -> None:
+def test_series_collected_by_the_head_comes_back(server: StaticTarget, tmp_path: Any) -> None:
     """A series absent long enough for the TSDB head to collect it, then scraped
     again: the loop's cached ref is unknown to the store and must be re-resolved,
     not fail every later scrape."""
     from vigil.tsdb.db import TSDB, TSDBOptions
 
     db = TSDB.open(tmp_path, TSDBOptions(block_duration_ms=60_000, background=False))
-    try:
+
+    async def go() -> None:
         async with scrape_loop(server, db) as lp:  # type: ignore[arg-type]
             t = T0
             assert lp.process(b"a 1\nb 1\n", None, t).error is None
@@ -617,5 +618,8 @@ async def test_series_collected_by_the_head_comes_back(server: StaticTarget, tmp
             got = q.select([Matcher.equal("__name__", "b")], t, t)
             q.close()
             assert [s.values.tolist() for s in got] == [[2.0]]
+
+    try:
+        run(go())
     finally:
         db.close()

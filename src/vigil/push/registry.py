@@ -75,10 +75,13 @@ class Group:
         out: dict[Labels, float] = {}
         for fam in self.families.values():
             out.update(fam)
-        base = self.grouping.to_dict()
-        out[Labels.from_dict({**base, METRIC_NAME: PUSH_TIME})] = self.push_time
-        out[Labels.from_dict({**base, METRIC_NAME: PUSH_FAILURE_TIME})] = self.failure_time
+        out[self.own_series(PUSH_TIME)] = self.push_time
+        out[self.own_series(PUSH_FAILURE_TIME)] = self.failure_time
         return out
+
+    def own_series(self, name: str) -> Labels:
+        """Labels of the group's own gauge `name` (push time, failure time)."""
+        return Labels.from_dict({**self.grouping.to_dict(), METRIC_NAME: name})
 
     def summary(self) -> dict[str, Any]:
         """The group as ``GET /api/v1/push/groups`` lists it."""
@@ -226,7 +229,7 @@ class PushRegistry:
             if exc.consistency and group is not None:
                 now = self.now()
                 group.failure_time = now
-                failure = {k: v for k, v in group.series().items() if v == now}
+                failure = {group.own_series(PUSH_FAILURE_TIME): now}
                 self._write([(group, failure, ())], now)
                 self._dirty = True
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import compress
+from operator import ne
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -407,7 +408,7 @@ def _series_ids(
     m = len(keys)
     if m == 0:
         return np.empty(0, dtype=np.uint32)
-    starts = [0, *compress(range(1, m), map(str.__ne__, keys[1:], keys[:-1]))]
+    starts = _run_starts(keys)
     run_keys = [keys[a] for a in starts]
     ids = list(map(seen.get, run_keys))
     for j, sid in enumerate(ids):
@@ -421,6 +422,42 @@ def _series_ids(
         return np.array(ids, dtype=np.uint32)
     bounds = np.array([*starts, m], dtype=np.int64)
     return np.repeat(np.array(ids, dtype=np.uint32), bounds[1:] - bounds[:-1])
+
+
+def _run_starts(keys: list[str]) -> list[int]:
+    """Where each run of equal neighbours in `keys` starts (`keys` non-empty).
+
+    Long runs (a series' consecutive samples) are found by galloping to their end
+    and checked whole with one `list.count`; once runs turn out short (time-major
+    input, one sample per series in a row) it compares neighbours instead.
+    """
+    m = len(keys)
+    starts: list[int] = []
+    a = 0
+    while a < m:
+        if len(starts) * 64 > a + 1024:
+            break
+        k = keys[a]
+        lo, step = a, 1
+        while lo + step < m and keys[lo + step] == k:
+            lo += step
+            step *= 2
+        hi = min(lo + step, m)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if keys[mid] == k:
+                lo = mid
+            else:
+                hi = mid
+        if keys[a : lo + 1].count(k) != lo + 1 - a:
+            break  # the key came back after others: not one run
+        starts.append(a)
+        a = lo + 1
+    else:
+        return starts
+    starts.append(a)
+    starts.extend(compress(range(a + 1, m), map(ne, keys[a + 1 :], keys[a:-1])))
+    return starts
 
 
 def _line_of(exp: Any, i: int) -> int | None:
