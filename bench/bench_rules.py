@@ -106,7 +106,7 @@ def rule_yaml(i: int) -> str:
             "          summary: '{{ $labels.instance }} errors at {{ $value | humanizePercentage }}'\n"
         )
     if kind in (13, 14):
-        threshold = 1e9 + (k % 10) * 3e8
+        threshold = 3.4e9 + (k % 5) * 1e8  # gauges are 0.1-4 GB: ~10% fire
         return (
             f"      - alert: MemoryHigh{i}\n"
             f"        expr: process_memory_bytes{{job={_q(job)}}} > {threshold:g}\n"
