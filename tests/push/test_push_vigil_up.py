@@ -13,8 +13,9 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from _support import free_port, wait_for
 from vigil.sdk import push as sdk_push
+
+from _support import free_port, wait_for
 
 
 class Vigil:
@@ -97,7 +98,7 @@ def test_sdk_push_is_queryable_then_expires(tmp_path: Path, vigils: list[Vigil])
 
     # a second job without TTL stays
     sdk_push.push_metrics(_job_registry(7), job="keeper", url=v.url)
-    with pytest.raises(sdk_push.PushError, match="HTTP 400.*improper label name"):
+    with pytest.raises(sdk_push.PushError, match=r"HTTP 400.*improper label name"):
         sdk_push.push_metrics(_job_registry(1), job="x", url=v.url, grouping_key={"a-b": "1"})
 
     # the TTL passes without a push: gone from instant queries at once (staleness

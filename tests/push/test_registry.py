@@ -41,7 +41,9 @@ def reg(store: MemoryStorage, clock: Clock) -> PushRegistry:
     return PushRegistry(store, now=clock, refresh_interval_s=15)
 
 
-def samples(store: MemoryStorage, name: str, **labels: str) -> dict[Labels, list[tuple[int, float]]]:
+def samples(
+    store: MemoryStorage, name: str, **labels: str
+) -> dict[Labels, list[tuple[int, float]]]:
     ms = [Matcher.equal("__name__", name), *(Matcher.equal(k, v) for k, v in labels.items())]
     q = store.querier(0, 1 << 62)
     try:
@@ -193,9 +195,7 @@ def test_ttl_expiry_removes_group_and_writes_staleness_markers(
     assert reg.expired_total == 1
     clock.t += 100
     reg.tick()  # nothing more is written for an expired group
-    assert samples(store, "rows", table="a")[next(iter(samples(store, "rows", table="a")))][
-        -1
-    ][0] == ms(T0 + 50)
+    assert only(store, "rows", table="a")[-1][0] == ms(T0 + 50)
 
 
 def test_default_ttl_applies_when_push_has_none(store: MemoryStorage, clock: Clock) -> None:
@@ -275,9 +275,7 @@ def test_bad_body_is_refused_without_change(
         assert after[0]["lastFailureTime"] == 0 and len(failure) == 1
 
 
-def test_refused_push_to_new_group_creates_nothing(
-    reg: PushRegistry, store: MemoryStorage
-) -> None:
+def test_refused_push_to_new_group_creates_nothing(reg: PushRegistry, store: MemoryStorage) -> None:
     with pytest.raises(PushRejected):
         reg.push(GROUP, b"m 1 123\n", None, replace=True)
     assert reg.groups() == []

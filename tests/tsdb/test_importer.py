@@ -160,3 +160,94 @@ def test_progress_bar_on_large_inputs(
     assert rep.samples == 6
     err = capsys.readouterr().err
     assert "parsing" in err and "writing" in err and "blocks" in err
+
+
+def _reference(
+    chunks: list[tuple[Labels, list[int], list[float]]],
+) -> dict[Labels, tuple[list[int], list[float]]]:
+    got: dict[Labels, dict[int, float]] = {}
+    for ls, ts, vs in chunks:
+        for t, v in zip(ts, vs, strict=True):
+            got.setdefault(ls, {})[t] = v  # the later sample wins
+    return {ls: (sorted(d), [d[t] for t in sorted(d)]) for ls, d in got.items()}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_import_series_matches_reference(tmp_path: Path, seed: int) -> None:
+    # Series-major, time-major and shuffled inputs, split at random, with repeats:
+    # covers both the run-ordered (streamed) and the sorted way of writing a window.
+    rng = np.random.default_rng(seed)
+    names = [L("m", i=str(i)) for i in rng.permutation(12)]
+    samples = [(ls, int(t)) for ls in names for t in rng.integers(-H2, 4 * H2, 40)]
+    mode = seed % 3
+    if mode == 1:
+        samples.sort(key=lambda s: s[1])
+    elif mode == 2:
+        samples = [samples[i] for i in rng.permutation(len(samples))]
+    else:
+        samples.sort(key=lambda s: (names.index(s[0]), s[1]))
+    chunks: list[tuple[Labels, list[int], list[float]]] = []
+    for k, (ls, t) in enumerate(samples):
+        if chunks and chunks[-1][0] == ls and rng.random() < 0.8:
+            chunks[-1][1].append(t)
+            chunks[-1][2].append(float(k))
+        else:
+            chunks.append((ls, [t], [float(k)]))
+    rep = import_series(
+        [SeriesData(ls, np.array(ts), np.array(vs)) for ls, ts, vs in chunks], tmp_path
+    )
+    want = _reference(chunks)
+    assert read_all(tmp_path) == want
+    assert rep.samples == sum(len(ts) for ts, _ in want.values())
+    assert rep.duplicates == len(samples) - rep.samples
+    assert rep.series == len(want)
+
+
+def test_import_series_run_going_back_across_adds(tmp_path: Path) -> None:
+    # One run of a series split over two appends whose times go back: it must be
+    # sorted (and deduplicated), not streamed as it was written.
+    a, b = L("a"), L("b")
+    series = [
+        SeriesData(b, np.array([1, 2]), np.array([1.0, 2.0])),
+        SeriesData(a, np.array([5, 6]), np.array([5.0, 6.0])),
+        SeriesData(a, np.array([3, 6]), np.array([3.0, 60.0])),
+    ]
+    rep = import_series(series, tmp_path)
+    assert rep.duplicates == 1 and rep.samples == 5
+    assert read_all(tmp_path) == {a: ([3, 5, 6], [3.0, 5.0, 60.0]), b: ([1, 2], [1.0, 2.0])}
+
+
+def test_import_series_far_apart_windows(tmp_path: Path) -> None:
+    # More than 65536 windows between samples of one append.
+    a = L("a")
+    ts = np.array([70_000 * H2 + 1, 0, 5 * H2, 70_000 * H2])
+    rep = import_series([SeriesData(a, ts, np.arange(4.0))], tmp_path)
+    assert len(rep.blocks) == 3 and rep.samples == 4
+    assert read_all(tmp_path) == {a: ([0, 5 * H2, 70_000 * H2, 70_000 * H2 + 1], [1, 2, 3, 0])}
+
+
+def test_run_starts_matches_neighbour_comparison() -> None:
+    from vigil.tsdb.importer import _run_starts
+
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        if trial % 3 == 0:
+            keys = [str(k) for k in rng.integers(0, 3, int(rng.integers(1, 3000)))]
+        else:
+            keys = []
+            for k in rng.integers(0, 4, int(rng.integers(1, 40))):
+                keys += [f"k{k}"] * int(rng.integers(1, 500))
+        want = [0] + [i for i in range(1, len(keys)) if keys[i] != keys[i - 1]]
+        assert _run_starts(keys) == want
+
+
+@needs_parser
+def test_import_time_major_text_with_repeats(tmp_path: Path) -> None:
+    # One sample per series in a row (a scrape after a scrape), one repeated.
+    lines = [f'm{{i="{i}"}} {t} {t * 1000}' for t in range(50) for i in range(30)]
+    lines.append('m{i="3"} -1 49000')
+    rep = import_exposition(io.BytesIO(("\n".join(lines) + "\n").encode()), tmp_path)
+    assert rep.series == 30 and rep.samples == 1500 and rep.duplicates == 1
+    data = read_all(tmp_path)
+    assert data[L("m", i="3")][1][-1] == -1.0
+    assert data[L("m", i="7")] == ([t * 1000 for t in range(50)], [float(t) for t in range(50)])

@@ -75,6 +75,18 @@ class ImportReport:
         }
 
 
+@dataclass
+class _Window:
+    """What is known of one window's spill without reading it back."""
+
+    mint: int
+    maxt: int
+    # Every series' samples so far come in runs of strictly ascending times.
+    ascending: bool = True
+    last_sid: int = -1
+    last_t: int = 0
+
+
 class _Backfill:
     """Spills samples per window as raw column files, then writes each window as one block.
 
@@ -90,7 +102,7 @@ class _Backfill:
         self.duration = block_duration_ms
         self.labels: list[Labels] = []
         self._ids: dict[Labels, int] = {}
-        self._windows: set[int] = set()
+        self._windows: dict[int, _Window] = {}
         self.samples = 0
 
     def series_id(self, labels: Labels) -> int:
@@ -112,9 +124,8 @@ class _Backfill:
             # Series-major input cycles through a few windows per series: group by
             # window, keeping input order within each (a radix sort when few windows).
             lo = int(win.min())
-            span = int(win.max()) - lo
             rel = win - lo
-            key = rel.astype(np.uint16) if span < (1 << 16) else rel
+            key = rel.astype(np.uint16) if int(rel.max()) < (1 << 16) else rel
             order = np.argsort(key, kind="stable")
             win, sids, ts, vs = win[order], sids[order], ts[order], vs[order]
         cuts = (np.flatnonzero(win[1:] != win[:-1]) + 1).tolist()
@@ -131,16 +142,24 @@ class _Backfill:
         return self.staging / f"window-{window}.{column}"
 
     def _spill(self, window: int, sids: np.ndarray, ts: np.ndarray, vs: np.ndarray) -> None:
-        self._windows.add(window)
+        sids = sids.astype("<u4", copy=False)
+        w = self._windows.get(window)
+        if w is None:
+            w = self._windows[window] = _Window(int(ts.min()), int(ts.max()))
+        else:
+            w.mint, w.maxt = min(w.mint, int(ts.min())), max(w.maxt, int(ts.max()))
+        if w.ascending:
+            first = int(sids[0])
+            w.ascending = (first != w.last_sid or int(ts[0]) > w.last_t) and bool(
+                ((ts[1:] > ts[:-1]) | (sids[1:] != sids[:-1])).all()
+            )
+            w.last_sid, w.last_t = int(sids[-1]), int(ts[-1])
         for column, arr, dtype in (("sid", sids, "<u4"), ("t", ts, "<i8"), ("v", vs, "<f8")):
             with self._path(window, column).open("ab") as fh:
                 fh.write(np.ascontiguousarray(arr, dtype=dtype).data)
 
     def _load(self, window: int, column: str, dtype: str) -> np.ndarray:
-        path = self._path(window, column)
-        arr = np.fromfile(path, dtype=dtype)
-        path.unlink()
-        return arr
+        return np.fromfile(self._path(window, column), dtype=dtype)
 
     def write_blocks(
         self, report: ImportReport, on_window: Callable[[], None] | None = None
@@ -152,30 +171,38 @@ class _Backfill:
         by_rank = np.asarray(order, dtype=np.int64)
         paths = []
         seen = np.zeros(len(self.labels), dtype=bool)
-        for window in sorted(self._windows):
+        for window, w in sorted(self._windows.items()):
             sids = self._load(window, "sid", "<u4")
-            ts = self._load(window, "t", "<i8")
-            vs = self._load(window, "v", "<f8")
-            ranks, starts, stops, dups = _order_window(rank, sids, ts, vs)
-            del sids
-            if dups is not None:
-                ts, vs = dups[0], dups[1]
-                report.duplicates += dups[2]
-            seen[by_rank[ranks]] = True
-            labels = [self.labels[i] for i in by_rank[ranks].tolist()]
-            mint, maxt = int(ts.min()), int(ts.max())
-            paths.append(
-                write_block(
-                    self.staging,
-                    _slices(labels, starts.tolist(), stops.tolist(), ts, vs),
-                    mint,
-                    maxt,
-                )
-            )
+            runs = _ordered_runs(rank, sids) if w.ascending else None
+            tf: np.ndarray | BinaryIO
+            vf: np.ndarray | BinaryIO
+            with ExitStack() as files:
+                if runs is not None:
+                    # Each series is one ascending run: read the runs in label order
+                    # straight from the spill, never holding the window in memory.
+                    del sids
+                    ranks, starts, stops = runs
+                    tf = files.enter_context(self._path(window, "t").open("rb", buffering=0))
+                    vf = files.enter_context(self._path(window, "v").open("rb", buffering=0))
+                    mint, maxt = w.mint, w.maxt
+                else:
+                    ts = self._load(window, "t", "<i8")
+                    vs = self._load(window, "v", "<f8")
+                    ranks, starts, stops, ts, vs, dups = _sort_window(rank, sids, ts, vs)
+                    del sids
+                    report.duplicates += dups
+                    mint, maxt = int(ts.min()), int(ts.max())
+                    tf, vf = ts, vs
+                ids = by_rank[ranks]
+                seen[ids] = True
+                labels = [self.labels[i] for i in ids.tolist()]
+                series = _runs(labels, starts.tolist(), stops.tolist(), tf, vf)
+                paths.append(write_block(self.staging, series, mint, maxt))
+            for column in ("sid", "t", "v"):
+                self._path(window, column).unlink()
             report.samples += int(stops.sum() - starts.sum())
             report.mint = mint if report.mint is None else min(report.mint, mint)
             report.maxt = maxt if report.maxt is None else max(report.maxt, maxt)
-            del ts, vs
             if on_window is not None:
                 on_window()
         report.series = int(np.count_nonzero(seen))
@@ -185,36 +212,36 @@ class _Backfill:
         """Nothing is held open between appends; kept for the callers' cleanup stacks."""
 
 
-_Dedup = tuple[np.ndarray, np.ndarray, int]
-
-
-def _order_window(
-    rank: np.ndarray, sids: np.ndarray, ts: np.ndarray, vs: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Dedup | None]:
-    """Order one window's samples by (series labels, time), last duplicate winning.
-
-    Returns per output series its label rank and [start, stop) into the sample
-    arrays, plus, when samples had to be sorted, the reordered (ts, vs) and how many
-    duplicates were dropped. The common input (each series' samples contiguous and
-    strictly ascending within the window, as OpenMetrics writes them) needs no
-    per-sample sort: its runs are ordered by rank and sliced in place.
-    """
-    n = ts.size
-    change = sids[1:] != sids[:-1]
-    starts = np.concatenate(([0], np.flatnonzero(change) + 1))
+def _ordered_runs(
+    rank: np.ndarray, sids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The runs of equal ids in `sids` as (label rank, start, stop), in label order;
+    None when some series has more than one run (its samples need a sort)."""
+    n = sids.size
+    starts = np.concatenate(([0], np.flatnonzero(sids[1:] != sids[:-1]) + 1))
     stops = np.concatenate((starts[1:], [n]))
     run_ranks = rank[sids[starts]]
-    if bool(((ts[1:] > ts[:-1]) | change).all()):
-        by = np.argsort(run_ranks, kind="stable")
-        r = run_ranks[by]
-        if bool((r[1:] != r[:-1]).all()):
-            return r, starts[by], stops[by], None
-    del change, starts, stops, run_ranks
+    by = np.argsort(run_ranks, kind="stable")
+    r = run_ranks[by]
+    if not bool((r[1:] != r[:-1]).all()):
+        return None
+    return r, starts[by], stops[by]
+
+
+def _sort_window(
+    rank: np.ndarray, sids: np.ndarray, ts: np.ndarray, vs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Order samples by (series labels, time), the last of equal ones winning.
+
+    Returns (rank, start, stop) per series into the returned (ts, vs), and how many
+    duplicates were dropped.
+    """
     key = rank[sids]
     # lexsort is stable, so among equal (series, time) the last read wins.
     idx = np.lexsort((ts, key))
     key, ts, vs = key[idx], ts[idx], vs[idx]
     del idx
+    n = ts.size
     last = np.ones(n, dtype=bool)
     last[:-1] = (key[1:] != key[:-1]) | (ts[1:] != ts[:-1])
     kept = int(np.count_nonzero(last))
@@ -224,14 +251,30 @@ def _order_window(
     bounds = np.flatnonzero(key[1:] != key[:-1]) + 1
     starts = np.concatenate(([0], bounds))
     stops = np.concatenate((bounds, [key.size]))
-    return key[starts], starts, stops, (ts, vs, n - kept)
+    return key[starts], starts, stops, ts, vs, n - kept
 
 
-def _slices(
-    labels: list[Labels], starts: list[int], stops: list[int], ts: np.ndarray, vs: np.ndarray
+def _runs(
+    labels: list[Labels],
+    starts: list[int],
+    stops: list[int],
+    ts: np.ndarray | BinaryIO,
+    vs: np.ndarray | BinaryIO,
 ) -> Iterator[SeriesData]:
+    """Series from sample ranges of arrays, or of raw spill files read run by run."""
     for ls, a, b in zip(labels, starts, stops, strict=True):
-        yield SeriesData(ls, ts[a:b], vs[a:b])
+        if isinstance(ts, np.ndarray) and isinstance(vs, np.ndarray):
+            yield SeriesData(ls, ts[a:b], vs[a:b])
+        else:
+            yield SeriesData(ls, _read(ts, a, b, "<i8"), _read(vs, a, b, "<f8"))  # type: ignore[arg-type]
+
+
+def _read(fh: BinaryIO, a: int, b: int, dtype: str) -> np.ndarray:
+    out = np.empty(b - a, dtype=dtype)
+    fh.seek(a * out.itemsize)
+    if fh.readinto(out.data) != out.nbytes:  # type: ignore[attr-defined]
+        raise OSError(f"spill file {fh.name!r} ends early")
+    return out
 
 
 def _land(staged: list[Path], data_dir: Path, report: ImportReport) -> None:
