@@ -184,7 +184,7 @@ class Vigil:
     def _build_push(self) -> Any:
         from vigil.push import PushRegistry
 
-        ttl = getattr(self.loaded.config.vigil, "push_default_ttl", None)  # a Duration
+        ttl = self.loaded.config.vigil.push_default_ttl
         return PushRegistry(
             self.db,
             default_ttl_s=ttl.seconds if ttl else None,

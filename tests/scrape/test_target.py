@@ -263,7 +263,7 @@ def test_durations(text: str, ms: int) -> None:
 
 
 def test_bad_duration() -> None:
-    with pytest.raises(ValueError, match='duration.*"1x"'):
+    with pytest.raises(ValueError, match=r"duration.*\"1x\""):
         parse_duration("1x")
     with pytest.raises(ValueError):
         parse_duration("")

@@ -526,6 +526,9 @@ class VigilConfig(_Model):
     # An Alertmanager config file; when set, Vigil runs the notification pipeline
     # in-process and serves Alertmanager's API v2 on its own address.
     alertmanager_config: FilePath | None = None
+    # How long a pushed group lives without a new push when the client sends no
+    # X-Vigil-TTL header; unset: until deleted.
+    push_default_ttl: Duration | None = None
 
     @field_validator("listen_address")
     @classmethod
