@@ -16,17 +16,13 @@ from pathlib import Path
 
 import yaml
 
+from vigil.model.duration import parse_duration
 from vigil.promql.errors import PromQLError
 from vigil.promql.parser import parse_expr
 from vigil.rules.templates import check_template
 
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_DURATION_RE = re.compile(
-    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
-)
-_DURATION_MS = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
-
 _GROUP_FIELDS = frozenset({"name", "interval", "query_offset", "limit", "rules", "labels"})
 _RULE_FIELDS = frozenset(
     {"record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
@@ -74,14 +70,7 @@ class RuleFileError(Exception):
 
 def parse_duration_ms(text: str) -> int:
     """Prometheus's `model.ParseDuration` in ms; ValueError with its message."""
-    if text == "0":
-        return 0
-    m = _DURATION_RE.match(text) if text else None
-    if m is None or not any(m.groups()):
-        if text == "":
-            raise ValueError("empty duration string")
-        raise ValueError(f'not a valid duration string: "{text}"')
-    return sum(int(g) * mult for g, mult in zip(m.groups(), _DURATION_MS, strict=True) if g)
+    return parse_duration(text)
 
 
 def _pos(node: yaml.Node) -> str:
