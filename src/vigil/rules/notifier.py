@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,37 +209,47 @@ class Notifier:
             total += len(batch)
 
     def _deliver(self, batch: list[AlertJSON]) -> None:
+        """Send `batch` to every destination at once, as Prometheus does, so one
+        slow or dead Alertmanager does not delay the others."""
         with self._cond:
             dests = list(self.destinations)
-        for d in dests:
-            alerts = [x for x in (_relabel_alert(a, d.relabel_configs) for a in batch) if x]
-            if not alerts:
-                continue
-            if d.deliver is not None:
-                try:
-                    d.deliver(alerts)
+        if not dests:
+            return
+        if len(dests) == 1:
+            self._deliver_one(dests[0], batch)
+            return
+        with ThreadPoolExecutor(max_workers=min(len(dests), 8)) as pool:
+            list(pool.map(lambda d: self._deliver_one(d, batch), dests))
+
+    def _deliver_one(self, d: Destination, batch: list[AlertJSON]) -> None:
+        alerts = [x for x in (_relabel_alert(a, d.relabel_configs) for a in batch) if x]
+        if not alerts:
+            return
+        if d.deliver is not None:
+            try:
+                d.deliver(alerts)
+                d.sent += len(alerts)
+            except Exception as exc:
+                d.errors += 1
+                log.warning("delivering %d alerts to %s failed: %s", len(alerts), d.name, exc)
+            return
+        body = json.dumps(alerts).encode()
+        for attempt in range(self.retries + 1):
+            try:
+                status = self.post(d.url, body, d.headers, d.timeout_s)
+                if 200 <= status < 300:
                     d.sent += len(alerts)
-                except Exception as exc:
-                    d.errors += 1
-                    log.warning("delivering %d alerts to %s failed: %s", len(alerts), d.name, exc)
-                continue
-            body = json.dumps(alerts).encode()
-            for attempt in range(self.retries + 1):
-                try:
-                    status = self.post(d.url, body, d.headers, d.timeout_s)
-                    if 200 <= status < 300:
-                        d.sent += len(alerts)
-                        break
-                    err = f"bad response status {status}"
-                    if 400 <= status < 500:
-                        attempt = self.retries  # a client error will not heal
-                except OSError as exc:
-                    err = str(exc)
-                if attempt >= self.retries:
-                    d.errors += 1
-                    log.warning("sending %d alerts to %s failed: %s", len(alerts), d.url, err)
-                    break
-                time.sleep(self.retry_backoff_s * (attempt + 1))
+                    return
+                err = f"bad response status {status}"
+                if 400 <= status < 500:
+                    attempt = self.retries  # a client error will not heal
+            except OSError as exc:
+                err = str(exc)
+            if attempt >= self.retries:
+                d.errors += 1
+                log.warning("sending %d alerts to %s failed: %s", len(alerts), d.url, err)
+                return
+            time.sleep(self.retry_backoff_s * (attempt + 1))
 
     # -- lifecycle ---------------------------------------------------------------
 
