@@ -93,6 +93,7 @@ class Head:
         self._logged = np.zeros(cap, dtype=bool)
         self._gen = np.zeros(cap, dtype=np.int32)  # truncation generation at creation
         self._alive = np.zeros(cap, dtype=bool)
+        self._slot = np.zeros(cap, dtype=np.int64)  # scratch for _unique_order
         self._generation = 0
         self._min_valid = INT64_MIN  # samples below this were flushed to blocks
         self.mint = INT64_MAX
@@ -125,6 +126,7 @@ class Head:
         self._logged = grow(self._logged, False)
         self._gen = grow(self._gen, 0)
         self._alive = grow(self._alive, False)
+        self._slot = grow(self._slot, 0)
 
     def get_or_create(self, labels: Labels) -> int:
         return self.get_or_create_flag(labels)[0]
@@ -142,10 +144,22 @@ class Head:
 
     def known_refs(self, refs: np.ndarray) -> np.ndarray:
         """Boolean mask: which of `refs` name a live series."""
-        ok = (refs >= 1) & (refs < len(self._alive))
+        alive = self._alive
+        if len(refs) and int(refs.min()) >= 1 and int(refs.max()) < len(alive):
+            return alive[refs]
+        ok = (refs >= 1) & (refs < len(alive))
         out = np.zeros(len(refs), dtype=bool)
-        out[ok] = self._alive[refs[ok]]
+        out[ok] = alive[refs[ok]]
         return out
+
+    def all_known(self, refs: np.ndarray) -> bool:
+        """Whether every one of `refs` names a live series (no mask built)."""
+        if len(refs) == 0:
+            return True
+        alive = self._alive
+        if int(refs.min()) < 1 or int(refs.max()) >= len(alive):
+            return False
+        return bool(alive[refs].all())
 
     @property
     def num_series(self) -> int:
@@ -170,40 +184,49 @@ class Head:
             return self._min_valid
         return max(self._min_valid, self.maxt - self.block_duration_ms // 2)
 
-    def commit_arrays(self, refs: np.ndarray, ts: np.ndarray, vs: np.ndarray) -> CommitStats:
-        """Validate, log and apply one transaction's samples (refs must exist)."""
+    def commit_arrays(
+        self, refs: np.ndarray, ts: np.ndarray, vs: np.ndarray, *, owned: bool = False
+    ) -> CommitStats:
+        """Validate, log and apply one transaction's samples (refs must exist).
+
+        The head keeps the accepted samples' arrays; with `owned` the caller hands
+        over `refs` / `ts` / `vs` (it will not touch them again), otherwise the head
+        copies what it keeps.
+        """
         stats = CommitStats()
         n = len(refs)
         if n == 0:
             return stats
         seq = -1
         with self._lock:
-            known = self.known_refs(refs)
-            if not known.all():
+            if not self.all_known(refs):
                 # Collected between append and commit: nothing to attach them to.
+                known = self.known_refs(refs)
                 stats.out_of_bounds += int((~known).sum())
                 refs, ts, vs = refs[known], ts[known], vs[known]
+                owned = True
                 if len(refs) == 0:
                     self.out_of_bounds += stats.out_of_bounds
                     return stats
-            r, t, v, acc, inorder = self._classify(refs, ts, vs, stats)
-            if acc is not None:
-                ra, ta, va = r[acc], t[acc], v[acc]
+            ref_sorted = self._unique_order(refs)
+            if ref_sorted is not None and self._all_in_order(refs, ts):
+                # The common case (each series once, each newer than its last
+                # sample): no sort, no per-sample classification.
+                if not owned:
+                    refs, ts, vs = refs.copy(), ts.copy(), vs.copy()
+                seq = self._log(refs, ts, vs)
+                self._apply_unique(refs, ts, vs, ref_sorted)
+                stats.appended = len(refs)
             else:
-                ra, ta, va = r, t, v
-            if len(ra):
-                if self.log is not None:
-                    u = np.unique(ra)
-                    todo = u[~self._logged[u]]
-                    series = []
-                    for ref in todo.tolist():
-                        lbl = self.index.labels_of(ref)
-                        assert lbl is not None  # known_refs() checked liveness
-                        series.append((ref, lbl))
-                    seq = self.log.log_commit(series, ra, ta, va)
-                    self._logged[todo] = True
-                self._apply(r, t, v, acc, inorder)
-            stats.appended = len(ra)
+                r, t, v, acc, inorder = self._classify(refs, ts, vs, stats)
+                if acc is not None:
+                    ra, ta, va = r[acc], t[acc], v[acc]
+                else:
+                    ra, ta, va = r, t, v
+                if len(ra):
+                    seq = self._log(ra, ta, va)
+                    self._apply(r, t, v, acc, inorder)
+                stats.appended = len(ra)
             self.samples_appended += stats.appended
             self.out_of_order += stats.out_of_order
             self.duplicates += stats.duplicate
@@ -211,6 +234,56 @@ class Head:
         if seq >= 0 and self.log is not None:
             self.log.wait_durable(seq)
         return stats
+
+    def _unique_order(self, refs: np.ndarray) -> bool | None:
+        """None if some ref occurs twice; else whether `refs` are ascending."""
+        n = len(refs)
+        if n < 2 or bool((refs[1:] > refs[:-1]).all()):
+            return True
+        # Each position writes itself into its ref's slot: with a repeated ref, a
+        # later position overwrites an earlier one, which then reads back wrong.
+        pos = np.arange(n, dtype=np.int64)
+        slot = self._slot
+        slot[refs] = pos
+        return False if bool((slot[refs] == pos).all()) else None
+
+    def _all_in_order(self, refs: np.ndarray, ts: np.ndarray) -> bool:
+        """Whether every sample (refs unique) is newer than its series' newest and
+        not below the minimum valid time."""
+        prev = self._max_t[refs]
+        minv = self._min_valid_for_append()
+        if minv > INT64_MIN:
+            np.maximum(prev, minv - 1, out=prev)
+        return bool((ts > prev).all())
+
+    def _log(self, r: np.ndarray, t: np.ndarray, v: np.ndarray) -> int:
+        """Write the accepted samples (and series records for refs never logged)."""
+        if self.log is None:
+            return -1
+        fresh = ~self._logged[r]
+        series = []
+        todo = None
+        if fresh.any():
+            todo = np.unique(r[fresh])
+            for ref in todo.tolist():
+                lbl = self.index.labels_of(ref)
+                assert lbl is not None  # liveness was checked under the lock
+                series.append((ref, lbl))
+        seq = self.log.log_commit(series, r, t, v)
+        if todo is not None:
+            self._logged[todo] = True
+        return seq
+
+    def _apply_unique(self, r: np.ndarray, t: np.ndarray, v: np.ndarray, ref_sorted: bool) -> None:
+        """Apply in-order samples of distinct series (arrays are kept)."""
+        self._max_t[r] = t
+        self._last_v[r] = v
+        mt = self._min_t[r]
+        np.minimum(mt, t, out=mt)
+        self._min_t[r] = mt
+        self.mint = min(self.mint, int(t.min()))
+        self.maxt = max(self.maxt, int(t.max()))
+        self.store.add(r, t, v, ref_sorted=ref_sorted)
 
     def _classify(
         self, refs: np.ndarray, ts: np.ndarray, vs: np.ndarray, stats: CommitStats
@@ -449,7 +522,9 @@ class Head:
 
     @property
     def memory_bytes(self) -> int:
-        return self.store.nbytes + 5 * self._max_t.nbytes
+        """Bytes of the sample store and the per-series arrays (not the label index)."""
+        per_series = (self._max_t, self._min_t, self._last_v, self._logged, self._gen)
+        return self.store.nbytes + sum(a.nbytes for a in (*per_series, self._alive, self._slot))
 
 
 class HeadAppender:
@@ -481,8 +556,8 @@ class HeadAppender:
                 f"append_refs: arrays differ in length (refs {len(refs)}, ts {len(ts)}, vs {len(vs)})"
             )
         refs = np.asarray(refs, dtype=np.int64)
-        known = self._head.known_refs(refs)
-        if not known.all():
+        if not self._head.all_known(refs):
+            known = self._head.known_refs(refs)
             bad = refs[~known][:5].tolist()
             raise UnknownSeriesRefError(
                 f"append_refs: unknown series refs {bad} (never created, or collected "
@@ -496,7 +571,9 @@ class HeadAppender:
             )
         )
 
-    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """The transaction's samples, and whether they are fresh arrays (not the
+        caller's, which `append_refs` keeps without copying)."""
         chunks = list(self._chunks)
         if self._refs:
             chunks.append(
@@ -506,22 +583,25 @@ class HeadAppender:
                     np.array(self._vs, dtype=np.float64),
                 )
             )
+            if len(chunks) == 1:
+                return (*chunks[0], True)
         if len(chunks) == 1:
-            return chunks[0]
+            return (*chunks[0], False)
         if not chunks:
             e = np.empty(0, dtype=np.int64)
-            return e, e, np.empty(0, dtype=np.float64)
+            return e, e, np.empty(0, dtype=np.float64), True
         return (
             np.concatenate([c[0] for c in chunks]),
             np.concatenate([c[1] for c in chunks]),
             np.concatenate([c[2] for c in chunks]),
+            True,
         )
 
     def commit(self) -> CommitStats:
-        refs, ts, vs = self._arrays()
+        refs, ts, vs, owned = self._arrays()
         new = self._new
         self.rollback()
-        stats = self._head.commit_arrays(refs, ts, vs)
+        stats = self._head.commit_arrays(refs, ts, vs, owned=owned)
         stats.new_series = new
         return stats
 

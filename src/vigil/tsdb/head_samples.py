@@ -192,12 +192,91 @@ def build_segment(r: np.ndarray, t: np.ndarray, v: np.ndarray, *, ref_sorted: bo
     return Segment(r[starts], off, t, v, int(t.min()), int(t.max()))
 
 
+def _same_series_segment(
+    batches: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> Segment | None:
+    """The segment of batches that each hold the same strictly ascending refs with
+    every series' timestamps increasing from batch to batch (a scrape or a remote
+    writer sending the same series each time): one transpose, no sort. None when
+    the batches are not like that."""
+    refs = batches[0][0]
+    n = len(refs)
+    for b in batches[1:]:
+        if b[0] is not refs and not np.array_equal(b[0], refs):
+            return None
+    if n > 1 and not bool((refs[1:] > refs[:-1]).all()):
+        return None
+    k = len(batches)
+    # Row i is series refs[i]'s samples in commit order: CSR with k per series.
+    ts = np.stack([b[1] for b in batches], axis=1) if k > 1 else batches[0][1].reshape(n, 1)
+    if k > 1 and not bool((ts[:, 1:] > ts[:, :-1]).all()):
+        return None
+    vs = np.stack([b[2] for b in batches], axis=1) if k > 1 else batches[0][2]
+    off = np.arange(0, n * k + 1, k, dtype=_I64)
+    return Segment(refs, off, ts.ravel(), vs.ravel(), int(ts[:, 0].min()), int(ts[:, -1].max()))
+
+
 def merge_segments(a: AnySegment, b: AnySegment) -> Segment:
     """Merge two segments; for equal (ref, t), `b` (the newer) wins."""
+    if isinstance(a, Segment) and isinstance(b, Segment):
+        fast = _merge_ordered(a, b)
+        if fast is not None:
+            return fast
     r = np.concatenate((a.sample_refs(), b.sample_refs()))
     t = np.concatenate((a.ts, b.ts))
     v = np.concatenate((a.vs, b.vs))
     return build_segment(r, t, v, ref_sorted=False)
+
+
+def _merge_ordered(a: Segment, b: Segment) -> Segment | None:
+    """Merge without sorting when each series' samples in `a` all precede its
+    samples in `b` (no out-of-order data): every sample's destination follows from
+    the offsets, so the samples are scattered there. None otherwise."""
+    if a.n == 0 or b.n == 0:
+        return b if a.n == 0 else a
+    la, lb = np.diff(a.off), np.diff(b.off)
+    if len(a.urefs) == len(b.urefs) and np.array_equal(a.urefs, b.urefs):
+        if not bool((a.ts[a.off[1:] - 1] < b.ts[b.off[:-1]]).all()):
+            return None
+        urefs = a.urefs
+        n = len(urefs)
+        ka, kb = a.n // n, b.n // n
+        if a.n == ka * n and b.n == kb * n and bool((la == ka).all()) and bool((lb == kb).all()):
+            # Every series has ka samples in `a` and kb in `b` (the usual shape: the
+            # same series in every commit): side by side, no index arrays.
+            ts = np.hstack((a.ts.reshape(n, ka), b.ts.reshape(n, kb))).ravel()
+            vs = np.hstack((a.vs.reshape(n, ka), b.vs.reshape(n, kb))).ravel()
+            off = np.arange(0, a.n + b.n + 1, ka + kb, dtype=_I64)
+            return Segment(urefs, off, ts, vs, min(a.mint, b.mint), max(a.maxt, b.maxt))
+        off = a.off + b.off
+        # Series i's run in `a` moves up by b's samples of the series before it;
+        # its run in `b` by a's samples up to and including series i.
+        shift_a, shift_b = b.off[:-1], a.off[1:]
+    else:
+        urefs = np.union1d(a.urefs, b.urefs)
+        ia = np.searchsorted(urefs, a.urefs)
+        ib = np.searchsorted(urefs, b.urefs)
+        last_a = np.full(len(urefs), np.iinfo(_I64).min, dtype=_I64)
+        last_a[ia] = a.ts[a.off[1:] - 1]
+        if not bool((last_a[ib] < b.ts[b.off[:-1]]).all()):
+            return None
+        in_a = np.zeros(len(urefs), dtype=_I64)
+        in_a[ia] = la
+        lens = in_a.copy()
+        lens[ib] += lb
+        off = np.zeros(len(urefs) + 1, dtype=_I64)
+        np.cumsum(lens, out=off[1:])
+        shift_a = off[ia] - a.off[:-1]
+        shift_b = off[ib] + in_a[ib] - b.off[:-1]
+    ts = np.empty(a.n + b.n, dtype=_I64)
+    vs = np.empty(a.n + b.n, dtype=np.float64)
+    dest = np.repeat(shift_a, la)
+    dest += np.arange(a.n, dtype=_I64)
+    ts[dest], vs[dest] = a.ts, a.vs
+    dest = np.repeat(shift_b, lb)
+    dest += np.arange(b.n, dtype=_I64)
+    ts[dest], vs[dest] = b.ts, b.vs
+    return Segment(urefs, off, ts, vs, min(a.mint, b.mint), max(a.maxt, b.maxt))
 
 
 def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
@@ -316,6 +395,7 @@ class SampleStore:
         self._packed: list[PackedSegment] = []  # older than every raw segment
         self._segments: list[Segment] = []
         self._open: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._open_sorted = True  # every open batch grouped by ascending ref
         self._open_n = 0
 
     @property
@@ -328,11 +408,16 @@ class SampleStore:
         raw = sum(s.nbytes for s in self._segments)
         return opened + raw + sum(s.nbytes for s in self._packed)
 
-    def add(self, r: np.ndarray, t: np.ndarray, v: np.ndarray) -> None:
-        """Add samples grouped by ref (arrival order within a ref); arrays are kept."""
+    def add(self, r: np.ndarray, t: np.ndarray, v: np.ndarray, *, ref_sorted: bool = True) -> None:
+        """Add one commit's samples; the arrays are kept (the caller gives them up).
+
+        With `ref_sorted` they are grouped by ascending ref, arrival order within a
+        ref; otherwise each ref occurs once, in any order.
+        """
         if len(r) == 0:
             return
         self._open.append((r, t, v))
+        self._open_sorted &= ref_sorted
         self._open_n += len(r)
         if self._open_n >= self.seal_threshold:
             self.seal()
@@ -341,14 +426,16 @@ class SampleStore:
         """Turn the open batches into a segment, merge size-tiered, pack when due."""
         if not self._open:
             return
-        if len(self._open) == 1:
+        seg = _same_series_segment(self._open) if self._open_sorted else None
+        if seg is None and len(self._open) == 1:
             r, t, v = self._open[0]
-            seg = build_segment(r, t, v, ref_sorted=True)
-        else:
+            seg = build_segment(r, t, v, ref_sorted=self._open_sorted)
+        elif seg is None:
             r = np.concatenate([b[0] for b in self._open])
             t = np.concatenate([b[1] for b in self._open])
             v = np.concatenate([b[2] for b in self._open])
             seg = build_segment(r, t, v, ref_sorted=False)
+        self._open_sorted = True
         self._open = []
         self._open_n = 0
         segs = self._segments
@@ -377,7 +464,7 @@ class SampleStore:
         self.seal()
         self._packed = [
             p if isinstance(p, PackedSegment) else pack_segment(p)
-            for p in self._cut(self._packed, cut)
+            for p in self._cut(list[AnySegment](self._packed), cut)
         ]
         self._segments = [
             s.unpack() if isinstance(s, PackedSegment) else s
@@ -404,7 +491,8 @@ class SampleStore:
 
     def lookup(self, ref: int, t: int) -> float | None:
         """Value stored for (ref, t), or None. For rare checks (out-of-order inserts)."""
-        for s in [*self._packed, *self._segments]:
+        segs: list[AnySegment] = [*self._packed, *self._segments]
+        for s in segs:
             if s.mint <= t <= s.maxt:
                 i = int(np.searchsorted(s.urefs, ref))
                 if i < len(s.urefs) and s.urefs[i] == ref:

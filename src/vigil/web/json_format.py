@@ -57,14 +57,6 @@ def format_timestamp(t_ms: int) -> str:
     return f"{sign}{sec}"
 
 
-def _ts_strings(ts: np.ndarray) -> list[str]:
-    return [format_timestamp(t) for t in ts.tolist()]
-
-
-def _value_strings(vs: np.ndarray) -> list[str]:
-    return [format_value(v) for v in vs.tolist()]
-
-
 def _labels_json(labels: Iterable[tuple[str, str]]) -> bytes:
     return orjson.dumps(dict(labels))
 
@@ -73,12 +65,47 @@ def _pair(t_ms: int, v: float) -> bytes:
     return f'[{format_timestamp(t_ms)},"{format_value(v)}"]'.encode()
 
 
+# orjson writes floats with the shortest round-trip digits, as Go and repr() do; it
+# differs from Go's 'f' format only by a trailing ".0", exponents and null for
+# NaN/Inf, so those few tokens are fixed up and the rest is never touched by Python.
+_NP = orjson.OPT_SERIALIZE_NUMPY
+
+
+def _value_tokens(vs: np.ndarray) -> list[bytes]:
+    """Each value formatted as `format_value` does, as bytes (vs non-empty)."""
+    vs = np.ascontiguousarray(vs, dtype=np.float64)
+    body = orjson.dumps(vs, option=_NP)[1:-1].replace(b".0,", b",")
+    if body.endswith(b".0"):
+        body = body[:-2]
+    toks = body.split(b",")
+    if b"e" in body or b"n" in body:  # an exponent, or null (NaN/Inf)
+        for i, tok in enumerate(toks):
+            if b"e" in tok or b"n" in tok:
+                toks[i] = format_value(float(vs[i])).encode()
+    return toks
+
+
+def _point_prefixes(ts: np.ndarray) -> list[bytes]:
+    """Per point: `"],[<ts>,"` (the first one `[<ts>,"`), to interleave with values."""
+    ts = np.ascontiguousarray(ts, dtype=np.int64)
+    if ts[0] >= 0 and not (ts % 1000).any():
+        secs = orjson.dumps(ts // 1000, option=_NP)[1:-1]
+    else:
+        secs = ",".join(format_timestamp(t) for t in ts.tolist()).encode()
+    toks = (b'"],[' + secs.replace(b",", b',"\x00"],[') + b',"').split(b"\x00")
+    toks[0] = toks[0][3:]
+    return toks
+
+
 def _series_json(s: Series) -> bytes:
-    pts = ",".join(
-        f'[{t},"{v}"]'
-        for t, v in zip(_ts_strings(s.timestamps), _value_strings(s.values), strict=True)
-    )
-    return b'{"metric":' + _labels_json(s.labels) + b',"values":[' + pts.encode() + b"]}"
+    head = b'{"metric":' + _labels_json(s.labels) + b',"values":['
+    n = len(s.timestamps)
+    if n == 0:
+        return head + b"]}"
+    parts: list[bytes] = [b""] * (2 * n)
+    parts[0::2] = _point_prefixes(s.timestamps)
+    parts[1::2] = _value_tokens(s.values)
+    return head + b"".join(parts) + b'"]]}'
 
 
 def result_json(result: QueryResult) -> bytes:
