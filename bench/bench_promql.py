@@ -11,6 +11,7 @@ instant query at the end of the data and as range queries over the whole 6 h at
 15 s and 60 s steps: one warm-up, then the median of --runs.
 
 Usage: python bench/bench_promql.py WORKDIR [--series 10000] [--runs 5]
+    [--only SUBSTRING ...] [--modes instant,range 15s]
 Prints a markdown table of medians in ms; the ratio is Vigil / Prometheus
 (lower is better). `series` is the number of series in Prometheus's answer,
 a sanity check that every server answered the same question.
@@ -190,7 +191,16 @@ def main() -> int:
     ap.add_argument("--series", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=5, help="timed runs per query (median)")
     ap.add_argument("--skip-victoria", action="store_true")
+    ap.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="time only queries whose name or expression contains this (repeatable)",
+    )
+    ap.add_argument("--modes", default="", help="comma-separated subset of the timing modes")
     args = ap.parse_args()
+    if args.only:
+        QUERIES[:] = [(q, e) for q, e in QUERIES if any(o in q or o in e for o in args.only)]
     work: Path = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     n = args.series
@@ -242,6 +252,9 @@ def main() -> int:
         ("range 60s", {"start": start_s, "end": end_s, "step": 60}),
         ("range 15s", {"start": start_s, "end": end_s, "step": 15}),
     ]
+    if args.modes:
+        wanted = {m.strip() for m in args.modes.split(",")}
+        modes = [m for m in modes if m[0] in wanted]
     results: dict[str, dict[tuple[str, str], tuple[float, int]]] = {}
     for name, directory, start, ready in servers:
         srv = start(directory)

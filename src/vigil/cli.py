@@ -123,6 +123,15 @@ def check_rules(files: tuple[Path, ...], lint_fatal: bool) -> None:
     sys.exit(check([str(f) for f in files], lint_fatal=lint_fatal))
 
 
+@check.command("alertmanager-config")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+def check_alertmanager_config(files: tuple[Path, ...]) -> None:
+    """Check Alertmanager config FILES (stdin when none), as `amtool check-config`."""
+    from vigil.alerting.check import check_config
+
+    sys.exit(check_config([str(f) for f in files]))
+
+
 @check.command("metrics")
 @click.option(
     "--format",

@@ -29,6 +29,7 @@ class Sink:
                     return
                 sink.requests.append(
                     {
+                        "method": self.command,
                         "path": self.path,
                         "body": json.loads(body or b"null"),
                         "headers": dict(self.headers),
@@ -37,12 +38,14 @@ class Sink:
                 self.send_response(sink.status_after_fail)
                 self.end_headers()
 
+            do_PUT = do_POST
+
             def log_message(self, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     @property

@@ -15,6 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from vigil.alerting import receiver_config as rc
 from vigil.alerting.matcher_parse import MatcherParseError, parse_matcher
@@ -357,6 +358,11 @@ class _Parser:
             if not cond:
                 self.p.add(path, msg)
 
+        for name in _URL_FIELDS.get(key, ()):
+            url_problem = _url_problem(getattr(cfg, name))
+            if url_problem:
+                self.p.add((*path, name), url_problem)
+
         if key == "webhook_configs":
             need(bool(cfg.url or cfg.url_file), "one of url or url_file must be configured")
             need(not (cfg.url and cfg.url_file), "at most one of url & url_file must be configured")
@@ -365,6 +371,9 @@ class _Parser:
             need(bool(cfg.to), "missing to address in email config")
             need(bool(cfg.smarthost), "no global SMTP smarthost set")
             need(bool(cfg.from_), "no global SMTP from set")
+            hp_problem = _hostport_problem(cfg.smarthost)
+            if hp_problem:
+                self.p.add((*path, "smarthost"), hp_problem)
             for h in cfg.headers:
                 if h.lower() in {k.lower() for k in cfg.headers if k != h}:
                     self.p.add(path, f"duplicate header {h!r} in email config")
@@ -391,8 +400,28 @@ class _Parser:
                 "missing bot_token or bot_token_file on telegram_config",
             )
             need(cfg.chat_id != 0, "missing chat_id on telegram_config")
+            need(
+                cfg.parse_mode in ("", "Markdown", "MarkdownV2", "HTML"),
+                "unknown parse_mode on telegram_config, must be Markdown, MarkdownV2, HTML or empty",
+            )
         elif key == "opsgenie_configs":
             need(bool(cfg.api_key or cfg.api_key_file), "no global OpsGenie API key set")
+            for i, r in enumerate(cfg.responders):
+                rp: YPath = (*path, "responders", i)
+                if not isinstance(r, dict):
+                    self.p.add(rp, "expected a mapping")
+                    continue
+                if not any(r.get(k) for k in ("id", "username", "name")):
+                    self.p.add(
+                        rp, "opsgenie responder has to have at least one of id, username or name"
+                    )
+                rtype = str(r.get("type") or "")
+                if "{{" not in rtype and rtype.lower() not in _OPSGENIE_RESPONDER_TYPES:
+                    self.p.add(
+                        (*rp, "type"),
+                        f"opsgenie responder type {rtype!r} does not match valid options"
+                        " team, teams, user, escalation, schedule",
+                    )
 
     def receiver(self, v: Any, path: YPath, g: GlobalConfig) -> ReceiverConfig:
         keys = {"name"} | set(rc.INTEGRATIONS) | set(rc.UNSUPPORTED_INTEGRATIONS)
@@ -450,6 +479,48 @@ class _Parser:
             except Exception as exc:  # a malformed glob pattern
                 self.p.add(("templates", i), f"invalid template glob {pat!r}: {exc}")
         return patterns, tuple(files)
+
+
+# URL-valued integration fields: http(s) with a host, as Alertmanager's URL type.
+_URL_FIELDS: dict[str, tuple[str, ...]] = {
+    "webhook_configs": ("url",),
+    "slack_configs": ("api_url",),
+    "pagerduty_configs": ("url",),
+    "opsgenie_configs": ("api_url",),
+    "msteams_configs": ("webhook_url",),
+    "discord_configs": ("webhook_url",),
+    "telegram_configs": ("api_url",),
+}
+_OPSGENIE_RESPONDER_TYPES = frozenset({"team", "teams", "user", "escalation", "schedule"})
+
+
+def _url_problem(url: str) -> str:
+    if not url:
+        return ""
+    try:
+        u = urlsplit(url)
+        host = u.netloc.rpartition("@")[2]
+    except ValueError as exc:
+        return f"invalid URL: {exc}"
+    if u.scheme.lower() not in ("http", "https"):
+        return f'unsupported scheme "{u.scheme}" for URL'
+    if not host:
+        return "missing host for URL"
+    return ""
+
+
+def _hostport_problem(s: str) -> str:
+    """Alertmanager's HostPort: ``host:port`` (``[v6]:port``), the port not empty."""
+    if not s:
+        return ""
+    host, sep, port = s.rpartition(":")
+    if not sep:
+        return f"address {s}: missing port in address"
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        return f"address {s}: too many colons in address"
+    if not port:
+        return f'address "{s}": port cannot be empty'
+    return ""
 
 
 def _check_refs(cfg: AlertmanagerConfig, p: Problems, parser: _Parser) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from vigil.alerting.alert import Alert
 from vigil.gotemplate import Template
+from vigil.gotemplate.exec import MISSING
 from vigil.model.labels import Labels
 
 
@@ -35,6 +36,16 @@ class Pairs(list[Pair]):
 
 class KV(dict[str, str]):
     """A label or annotation map with Alertmanager's template methods."""
+
+    def get(self, key: str, default: Any = "") -> Any:  # type: ignore[override]
+        """A missing key gives "" (Go's zero value for map[string]string).
+
+        Alertmanager parses templates with missingkey=zero, so `.Labels.nope` and
+        `index .Labels "nope"` are "", not "<no value>"; the engine looks keys up here.
+        """
+        if default is MISSING or default is None:
+            default = ""
+        return super().get(key, default)
 
     def SortedPairs(self) -> Pairs:
         return Pairs(Pair(k, self[k]) for k in sorted(self))

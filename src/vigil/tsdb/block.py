@@ -497,60 +497,59 @@ class BlockQuerier:
         return ids
 
     def _read(self, ids: np.ndarray, mint: int, maxt: int) -> list[SeriesData]:
+        """Decode the chunks holding `ids` (ascending) in [mint, maxt], then cut every
+        series' in-range samples out of them with whole-array operations: per series
+        only a slice and a `SeriesData` are made in Python."""
         block, idx = self._block, self._block.index
         if ids.size == 0:
             return []
+        chunks = idx.chunks
+        cstart = chunks["start"].astype(np.int64)
+        ccount = chunks["count"].astype(np.int64)
         starts = idx.sample_starts
-        cstart = idx.chunks["start"]
-        cmint, cmaxt = idx.chunks["mint"], idx.chunks["maxt"]
         lo = starts[ids].astype(np.int64)
         hi = starts[ids + 1].astype(np.int64)
         first = np.searchsorted(cstart, lo, side="right") - 1
         last = np.searchsorted(cstart, hi - 1, side="right") - 1
-        inside = (idx.series_mint[ids] >= mint) & (idx.series_maxt[ids] <= maxt)
-        cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # Chunks covering a chosen series and overlapping the range (a chunk's time
+        # bounds cover every series in it, so a chunk kept for one series may hold
+        # nothing in range for another: the time cut below handles that).
+        cover = np.zeros(cstart.size + 1, dtype=np.int64)
+        np.add.at(cover, first, 1)
+        np.add.at(cover, last + 1, -1)
+        need = (np.cumsum(cover[:-1]) > 0) & (chunks["maxt"] >= mint) & (chunks["mint"] <= maxt)
+        wanted = np.flatnonzero(need)
+        if wanted.size == 0:
+            return []
+        parts = [block.read_chunk(c) for c in wanted.tolist()]
+        ts = np.concatenate([t for t, _ in parts]) if len(parts) > 1 else parts[0][0]
+        vs = np.concatenate([v for _, v in parts]) if len(parts) > 1 else parts[0][1]
+        # Flat position of global sample position p: decoded samples before p. A
+        # series' samples in skipped chunks are all out of range, so what is left
+        # of it in the flat arrays is still one ascending run.
+        kept = np.where(need, ccount, 0)
+        before = np.zeros(cstart.size + 1, dtype=np.int64)
+        np.cumsum(kept, out=before[1:])
 
-        def chunk(c: int) -> tuple[np.ndarray, np.ndarray]:
-            got = cache.get(c)
-            if got is None:
-                got = cache[c] = block.read_chunk(c)
-            return got
+        def flat(p: np.ndarray) -> np.ndarray:
+            c = np.searchsorted(cstart, p, side="right") - 1
+            return before[c] + np.where(need[c], p - cstart[c], 0)
 
-        out: list[SeriesData] = []
-        for sid, a, b, cf, cl, full in zip(
-            ids.tolist(),
-            lo.tolist(),
-            hi.tolist(),
-            first.tolist(),
-            last.tolist(),
-            inside.tolist(),
-            strict=True,
-        ):
-            if cf == cl:
-                t, v = chunk(cf)
-                base = int(cstart[cf])
-                ts, vs = t[a - base : b - base], v[a - base : b - base]
-            else:
-                pt, pv = [], []
-                for c in range(cf, cl + 1):
-                    if int(cmaxt[c]) < mint or int(cmint[c]) > maxt:
-                        continue  # nothing of this series in range in this chunk
-                    t, v = chunk(c)
-                    base = int(cstart[c])
-                    s, e = max(a, base) - base, min(b, base + t.size) - base
-                    pt.append(t[s:e])
-                    pv.append(v[s:e])
-                if not pt:
-                    continue
-                ts, vs = np.concatenate(pt), np.concatenate(pv)
-            if not full:
-                i0 = int(np.searchsorted(ts, mint, side="left"))
-                i1 = int(np.searchsorted(ts, maxt, side="right"))
-                ts, vs = ts[i0:i1], vs[i0:i1]
-                if ts.size == 0:
-                    continue
-            out.append(SeriesData(idx.labels(sid), ts, vs))
-        return out
+        fa, fb = flat(lo), flat(hi)
+        # In-range samples of a series are contiguous: skip those before `mint`,
+        # keep as many as are in range.
+        below = np.zeros(ts.size + 1, dtype=np.int64)
+        np.cumsum(ts < mint, out=below[1:])
+        inside = np.zeros(ts.size + 1, dtype=np.int64)
+        np.cumsum((ts >= mint) & (ts <= maxt), out=inside[1:])
+        i0 = fa + (below[fb] - below[fa])
+        i1 = i0 + (inside[fb] - inside[fa])
+        labels = idx.labels
+        return [
+            SeriesData(labels(sid), ts[a:b], vs[a:b])
+            for sid, a, b in zip(ids.tolist(), i0.tolist(), i1.tolist(), strict=True)
+            if b > a
+        ]
 
     def select(
         self,

@@ -89,6 +89,10 @@ class MergeQuerier:
             return []
         if len(nonempty) == 1:
             return nonempty[0]
+        # Common case: consecutive blocks holding the same series, row for row.
+        labels = [s.labels for s in nonempty[0]]
+        if all(len(r) == len(labels) and [s.labels for s in r] == labels for r in nonempty[1:]):
+            return [_merge_group(list(group)) for group in zip(*nonempty, strict=True)]
         return list(merge_series_streams(nonempty))
 
     def series(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[Labels]:

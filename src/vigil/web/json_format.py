@@ -97,13 +97,27 @@ def _point_prefixes(ts: np.ndarray) -> list[bytes]:
     return toks
 
 
-def _series_json(s: Series) -> bytes:
+_PrefixCache = dict[tuple[int, int, int], tuple[np.ndarray, list[bytes]]]
+
+
+def _series_json(s: Series, cache: _PrefixCache | None = None) -> bytes:
+    """One matrix series; `cache` shares the timestamp pieces between series with
+    the same timestamps (in a range query most series have a value at every step)."""
     head = b'{"metric":' + _labels_json(s.labels) + b',"values":['
-    n = len(s.timestamps)
+    ts = s.timestamps
+    n = len(ts)
     if n == 0:
         return head + b"]}"
+    key = (n, int(ts[0]), int(ts[-1]))
+    hit = cache.get(key) if cache is not None else None
+    if hit is not None and np.array_equal(hit[0], ts):
+        prefixes = hit[1]
+    else:
+        prefixes = _point_prefixes(ts)
+        if cache is not None:
+            cache[key] = (ts, prefixes)
     parts: list[bytes] = [b""] * (2 * n)
-    parts[0::2] = _point_prefixes(s.timestamps)
+    parts[0::2] = prefixes
     parts[1::2] = _value_tokens(s.values)
     return head + b"".join(parts) + b'"]]}'
 
@@ -122,7 +136,8 @@ def result_json(result: QueryResult) -> bytes:
         return b"[" + b",".join(parts) + b"]"
     if rt == "matrix":
         assert isinstance(val, list)
-        return b"[" + b",".join(_series_json(s) for s in val if isinstance(s, Series)) + b"]"
+        cache: _PrefixCache = {}
+        return b"[" + b",".join(_series_json(s, cache) for s in val if isinstance(s, Series)) + b"]"
     if rt == "scalar":
         assert isinstance(val, Scalar)
         return _pair(val.t, val.v)

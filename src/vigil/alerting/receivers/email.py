@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from email.charset import QP, Charset
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
+from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import formatdate, getaddresses
 from typing import Any
 
@@ -68,9 +68,9 @@ class EmailNotifier(TemplatedNotifier):
             msg["Message-Id"] = f"<{time.time_ns()}.{random.getrandbits(64)}@{self.hostname}>"
         msg["Date"] = formatdate(ctx.now or time.time(), localtime=True)
         if c.text:
-            msg.attach(MIMEText(self.tmpl(c.text, d), "plain", _UTF8_QP))
+            msg.attach(_part(self.tmpl(c.text, d), "plain"))
         if c.html:
-            msg.attach(MIMEText(self.tmpl(c.html, d), "html", _UTF8_QP))
+            msg.attach(_part(self.tmpl(c.html, d), "html"))
         return msg
 
     async def notify(self, ctx: NotifyContext, alerts: Sequence[Alert]) -> None:
@@ -202,11 +202,19 @@ def _starttls(smtp: smtplib.SMTP, context: ssl.SSLContext, server_name: str) -> 
     code, resp = smtp.docmd("STARTTLS")
     if code != 220:
         raise NotifyError(f"send STARTTLS command: {code} {_text(resp)}")
+    if smtp.sock is None:
+        raise NotifyError("send STARTTLS command: connection closed")
     smtp.sock = context.wrap_socket(smtp.sock, server_hostname=server_name)
     smtp.file = None
     smtp.helo_resp = smtp.ehlo_resp = None
     smtp.esmtp_features = {}
     smtp.does_esmtp = False
+
+
+def _part(text: str, subtype: str) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(text, _UTF8_QP)
+    return part
 
 
 def _cram_md5(user: str, secret: str) -> Any:

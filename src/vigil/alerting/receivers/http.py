@@ -49,15 +49,28 @@ async def post_json(
     url: str, payload: Any, headers: dict[str, str] | None = None, timeout: float = 30.0
 ) -> httpx.Response:
     """POST `payload` as JSON; raise `NotifyError` (retry on 5xx/429/network errors)."""
+    return await send_json("POST", url, payload, headers, timeout)
+
+
+async def send_json(
+    method: str,
+    url: str,
+    payload: Any,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> httpx.Response:
+    """Send `payload` as JSON with `method`; errors as `post_json`."""
     h = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
     if headers:
         h.update(headers)
     try:
-        resp = await shared_client().post(
-            url, content=orjson.dumps(payload), headers=h, timeout=timeout
+        resp = await shared_client().request(
+            method, url, content=orjson.dumps(payload), headers=h, timeout=timeout
         )
     except httpx.HTTPError as exc:
-        raise NotifyError(f"POST {_redact(url)}: {type(exc).__name__}: {exc}", retry=True) from None
+        raise NotifyError(
+            f"{method} {_redact(url)}: {type(exc).__name__}: {exc}", retry=True
+        ) from None
     if resp.status_code // 100 != 2:
         body = resp.text[:200]
         raise NotifyError(
