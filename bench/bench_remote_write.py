@@ -188,20 +188,25 @@ def _serve(store_kind: str, port: int, ready: Any, stop: Any) -> None:
         close()
 
 
-def bench_http(a: argparse.Namespace) -> float:
+def bench_http(a: argparse.Namespace, peer_port: int | None = None) -> float:
+    """Two client threads posting to Vigil, or to an already running peer."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        port = peer_port or s.getsockname()[1]
     per_thread = a.requests // 2
     # One extra request per thread creates its series before the clock starts.
     reqs = [
         bodies(a.series, a.samples, per_thread * a.repeat + 1, first_series=k * a.series)
         for k in (0, 1)
     ]
-    if a.server == "process":
+    if peer_port is not None:
+        ready, stop = threading.Event(), threading.Event()
+        proc: Any = threading.Thread(target=stop.wait, daemon=True)
+        ready.set()
+    elif a.server == "process":
         ctx = mp.get_context("spawn")
         ready, stop = ctx.Event(), ctx.Event()
-        proc: Any = ctx.Process(target=_serve, args=(a.store, port, ready, stop))
+        proc = ctx.Process(target=_serve, args=(a.store, port, ready, stop))
     else:
         ready, stop = threading.Event(), threading.Event()
         proc = threading.Thread(target=_serve, args=(a.store, port, ready, stop), daemon=True)
@@ -258,6 +263,32 @@ def main() -> None:
     if not a.skip_http:
         rate = bench_http(a)
         print(f"HTTP, 2 client threads (server in a {a.server}): {rate / 1e6:.2f} M samples/s")
+        peer = bench_prometheus(a)
+        if peer:
+            print(f"Prometheus receiver, same clients: {peer / 1e6:.2f} M samples/s")
+            print(f"ratio vigil/prometheus: {rate / peer:.2f}")
+
+
+def bench_prometheus(a: argparse.Namespace) -> float | None:
+    """The same requests against the real Prometheus's remote-write receiver."""
+    import tempfile
+    from pathlib import Path
+
+    import peers
+
+    if not peers.have("prometheus"):
+        return None
+    with tempfile.TemporaryDirectory(prefix="rw-prom-") as tmp:
+        srv = peers.start_prometheus(
+            Path(tmp),
+            "global: {scrape_interval: 1h}\n",
+            extra_args=["--web.enable-remote-write-receiver"],
+        )
+        try:
+            srv.wait_ready()
+            return bench_http(a, peer_port=srv.port)
+        finally:
+            srv.stop()
 
 
 if __name__ == "__main__":

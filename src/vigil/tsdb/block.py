@@ -536,20 +536,31 @@ class BlockQuerier:
             return before[c] + np.where(need[c], p - cstart[c], 0)
 
         fa, fb = flat(lo), flat(hi)
-        # In-range samples of a series are contiguous: skip those before `mint`,
-        # keep as many as are in range.
-        below = np.zeros(ts.size + 1, dtype=np.int64)
-        np.cumsum(ts < mint, out=below[1:])
-        inside = np.zeros(ts.size + 1, dtype=np.int64)
-        np.cumsum((ts >= mint) & (ts <= maxt), out=inside[1:])
-        i0 = fa + (below[fb] - below[fa])
-        i1 = i0 + (inside[fb] - inside[fa])
+        if bool(((idx.series_mint[ids] >= mint) & (idx.series_maxt[ids] <= maxt)).all()):
+            i0, i1 = fa, fb  # every chosen series lies wholly in the range
+        else:
+            i0, i1 = self._cut(ts, fa, fb, mint, maxt)
         labels = idx.labels
         return [
             SeriesData(labels(sid), ts[a:b], vs[a:b])
             for sid, a, b in zip(ids.tolist(), i0.tolist(), i1.tolist(), strict=True)
             if b > a
         ]
+
+    @staticmethod
+    def _cut(
+        ts: np.ndarray, fa: np.ndarray, fb: np.ndarray, mint: int, maxt: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per run [fa, fb) of ascending `ts`: the sub-run inside [mint, maxt]. The
+        in-range samples of a run are contiguous: skip those before `mint`, keep as
+        many as are in range."""
+        below = np.zeros(ts.size + 1, dtype=np.int64)
+        np.cumsum(ts < mint, out=below[1:])
+        inside = np.zeros(ts.size + 1, dtype=np.int64)
+        np.cumsum((ts >= mint) & (ts <= maxt), out=inside[1:])
+        i0 = fa + (below[fb] - below[fa])
+        i1 = i0 + (inside[fb] - inside[fa])
+        return i0, i1
 
     def select(
         self,
