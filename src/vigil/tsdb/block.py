@@ -12,12 +12,19 @@ versions, checksums and cross-references and raises `CorruptBlockError` naming t
 file; chunk checksums are checked when a chunk is first read (opening a block
 does not read its samples: the chunks file is memory-mapped).
 
+Decoded chunks: queriers go through an optional `ChunkCache` shared by the blocks
+of a TSDB (vigil.tsdb.chunk_cache), so repeated queries over the same block do not
+decode the same chunks again; a block's entries are dropped when its files are
+released. `read_chunk`, `verify` and `iter_series` (compaction, export) always
+decode afresh and leave the cache alone.
+
 Thread-safety: a `Block` may be queried from many threads; `close()` waits for
 open queriers (the resources are released when the last one closes).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import mmap
 import os
@@ -34,6 +41,7 @@ import numpy as np
 from vigil.model.labels import Labels
 from vigil.model.matchers import Matcher
 from vigil.storage.interface import SelectHints, SeriesData
+from vigil.tsdb.chunk_cache import ChunkCache
 from vigil.tsdb.chunks import ChunkDecodeError, decode_chunk, encode_chunk
 from vigil.tsdb.index import CHUNK_DTYPE, IndexFormatError, IndexReader, write_index
 
@@ -50,6 +58,8 @@ CHUNK_TARGET_SAMPLES = 4096
 
 _EMPTY_T = np.empty(0, dtype=np.int64)
 _EMPTY_V = np.empty(0, dtype=np.float64)
+
+_block_seq = itertools.count()  # tells apart opened Block instances in a chunk cache
 
 
 class CorruptBlockError(Exception):
@@ -345,20 +355,32 @@ def write_block(
 class Block:
     """An opened block. Use `Block.open(path)`; query it through `querier()`."""
 
-    def __init__(self, path: Path, meta: BlockMeta, index: IndexReader, fh: object, mm: object):
+    def __init__(
+        self,
+        path: Path,
+        meta: BlockMeta,
+        index: IndexReader,
+        fh: object,
+        mm: object,
+        cache: ChunkCache | None = None,
+    ):
         self.path = path
         self.meta = meta
         self.index = index
         self._fh = fh
         self._mm = mm
+        self._cache = cache if cache is not None and cache.enabled else None
+        # Never reused: entries of a closed (or reopened) block can never be served.
+        self._cache_owner = (meta.ulid, next(_block_seq))
         self._lock = threading.Lock()
         self._readers = 0
         self._closing = False
         self._closed = False
 
     @classmethod
-    def open(cls, path: Path) -> Block:
-        """Open and check a block directory; CorruptBlockError names the damaged file."""
+    def open(cls, path: Path, *, cache: ChunkCache | None = None) -> Block:
+        """Open and check a block directory; CorruptBlockError names the damaged file.
+        Queriers keep decoded chunks in `cache` (shared by blocks) when one is given."""
         path = Path(path)
         files = {name: path / name for name in (META_FILE, INDEX_FILE, CHUNKS_FILE)}
         for f in files.values():
@@ -394,7 +416,7 @@ class Block:
         except BaseException:
             fh.close()
             raise
-        return cls(path, meta, index, fh, mm)
+        return cls(path, meta, index, fh, mm, cache)
 
     # -- lifetime -------------------------------------------------------
 
@@ -424,6 +446,8 @@ class Block:
             if self._closed:
                 return
             self._closed = True
+        if self._cache is not None:
+            self._cache.invalidate(self._cache_owner)
         if self._mm is not None:
             self._mm.close()  # type: ignore[attr-defined]
         self._fh.close()  # type: ignore[attr-defined]
@@ -448,6 +472,19 @@ class Block:
             return decode_chunk(payload, int(c["count"]))
         except ChunkDecodeError as exc:
             raise CorruptBlockError(self.path / CHUNKS_FILE, f"{where}: {exc}") from None
+
+    def _chunk(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk `i` through the cache: read-only arrays, possibly shared; the caller
+        must hold the block open (a querier)."""
+        cache = self._cache
+        if cache is None:
+            return self.read_chunk(i)
+        hit = cache.get(self._cache_owner, i)
+        if hit is not None:
+            return hit
+        ts, vs = self.read_chunk(i)
+        cache.put(self._cache_owner, i, ts, vs)
+        return ts, vs
 
     def verify(self) -> None:
         """Read every chunk, raising CorruptBlockError at the first damaged one."""
@@ -521,9 +558,12 @@ class BlockQuerier:
         wanted = np.flatnonzero(need)
         if wanted.size == 0:
             return []
-        parts = [block.read_chunk(c) for c in wanted.tolist()]
+        parts = [block._chunk(c) for c in wanted.tolist()]
         ts = np.concatenate([t for t, _ in parts]) if len(parts) > 1 else parts[0][0]
         vs = np.concatenate([v for _, v in parts]) if len(parts) > 1 else parts[0][1]
+        # Views of these are handed out (and may be the cache's own arrays).
+        ts.flags.writeable = False
+        vs.flags.writeable = False
         # Flat position of global sample position p: decoded samples before p. A
         # series' samples in skipped chunks are all out of range, so what is left
         # of it in the flat arrays is still one ascending run.
@@ -570,7 +610,8 @@ class BlockQuerier:
         hints: SelectHints | None = None,
     ) -> list[SeriesData]:
         """Series matching all `matchers` with samples in [mint, maxt] (inclusive),
-        sorted by labels; arrays are read-only views of freshly decoded chunks."""
+        sorted by labels; arrays are read-only views of decoded chunks (possibly
+        shared with other queriers through the chunk cache)."""
         self._check()
         return self._read(self._candidates(matchers, mint, maxt), mint, maxt)
 

@@ -32,6 +32,7 @@ from vigil.model.labels import Labels
 from vigil.model.matchers import Matcher
 from vigil.storage.interface import Querier, SelectHints, SeriesData
 from vigil.tsdb import planner
+from vigil.tsdb.chunk_cache import DEFAULT_CHUNK_CACHE_BYTES, ChunkCache
 from vigil.tsdb.head import INT64_MAX, INT64_MIN, Head, HeadAppender
 from vigil.tsdb.lock import DataDirError, DirLock
 from vigil.tsdb.wal import WAL, FsyncPolicy, ReplayReport
@@ -59,6 +60,7 @@ class TSDBOptions:
     head_seal_samples: int = 1 << 16
     background: bool = True
     maintenance_interval_s: float = 60.0
+    chunk_cache_bytes: int = DEFAULT_CHUNK_CACHE_BYTES  # decoded block chunks; 0 = off
 
     def __post_init__(self) -> None:
         if self.block_duration_ms <= 0:
@@ -69,6 +71,8 @@ class TSDBOptions:
             raise ValueError("out_of_order_window_ms must be >= 0")
         if self.wal_segment_bytes < 4096:
             raise ValueError(f"wal_segment_bytes must be >= 4096, got {self.wal_segment_bytes}")
+        if self.chunk_cache_bytes < 0:
+            raise ValueError(f"chunk_cache_bytes must be >= 0, got {self.chunk_cache_bytes}")
         if self.wal_fsync not in ("always", "batch", "never"):
             raise ValueError(f"wal_fsync must be always, batch or never, not {self.wal_fsync!r}")
 
@@ -127,6 +131,7 @@ class TSDB:
         self._mu = threading.RLock()  # guards self._blocks
         self._maint_mu = threading.Lock()  # one maintenance run at a time
         self._blocks: list[_BlockHandle] = []
+        self.chunk_cache = ChunkCache(options.chunk_cache_bytes)
         self.head = Head(
             block_duration_ms=options.block_duration_ms,
             ooo_window_ms=options.out_of_order_window_ms,
@@ -194,7 +199,7 @@ class TSDB:
         for p in sorted(self.dir.iterdir()):
             if _is_block_dir(p):
                 try:
-                    blk = _block_module().Block.open(p)
+                    blk = _block_module().Block.open(p, cache=self.chunk_cache)
                 except Exception as exc:  # a damaged block must not keep the DB down
                     log.error("skipping unreadable block %s: %s", p, exc)
                     continue
@@ -314,7 +319,7 @@ class TSDB:
             return [h.block for h in self._blocks]
 
     def _adopt(self, path: Path) -> _BlockHandle:
-        blk = _block_module().Block.open(path)
+        blk = _block_module().Block.open(path, cache=self.chunk_cache)
         h = _BlockHandle(blk, path)
         with self._mu:
             self._blocks.append(h)
@@ -482,6 +487,7 @@ class TSDB:
             [m.mint for m in blocks] + ([h.mint] if h.mint != INT64_MAX else []), default=0
         )
         g, c = "gauge", "counter"
+        cc = self.chunk_cache.stats()
         return [
             ("prometheus_tsdb_head_series", {}, h.num_series, g, "Series in the head."),
             ("prometheus_tsdb_head_samples", {}, h.num_samples, g, "Samples held in the head."),
@@ -674,6 +680,22 @@ class TSDB:
                 self.size_retentions,
                 c,
                 "Blocks deleted by size retention.",
+            ),
+            ("vigil_tsdb_chunk_cache_hits_total", {}, cc["hits"], c, "Chunk cache hits."),
+            ("vigil_tsdb_chunk_cache_misses_total", {}, cc["misses"], c, "Chunk cache misses."),
+            (
+                "vigil_tsdb_chunk_cache_bytes",
+                {},
+                cc["bytes"],
+                g,
+                "Bytes of decoded block chunks held in the chunk cache.",
+            ),
+            (
+                "vigil_tsdb_chunk_cache_max_bytes",
+                {},
+                cc["max_bytes"],
+                g,
+                "Bound of the chunk cache (0 = disabled).",
             ),
         ]
 
