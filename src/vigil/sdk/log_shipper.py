@@ -182,7 +182,7 @@ class VigilLogHandler(logging.Handler):
                     "dropping log batches until it is reachable (counted in stats())\n"
                 )
 
-    def flush(self, timeout: float = 5.0) -> bool:
+    def flush(self, timeout: float = 5.0) -> bool:  # type: ignore[override]
         """Wait until everything queued so far was sent or dropped; ``False`` on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:

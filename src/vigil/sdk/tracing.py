@@ -136,7 +136,7 @@ def _install_provider(config: dict[str, Any]) -> Any:
     if proxy is None:
         proxy = _SwappableProvider(provider)
         _state["proxy"] = proxy
-        trace.set_tracer_provider(proxy)
+        trace.set_tracer_provider(proxy)  # type: ignore[arg-type]  # a TracerProvider proxy
     else:
         proxy.swap(provider)
     return provider
