@@ -18,7 +18,7 @@ from vigil.model.labels import LABEL_NAME_RE, METRIC_NAME, Labels
 from vigil.promql.errors import ExecutionError
 from vigil.promql.eval_types import VectorBlock, check_deadline
 from vigil.promql.parser import ast
-from vigil.promql.range_functions import kahan_inc, quantile_sorted
+from vigil.promql.range_functions import kahan_mean, quantile_sorted
 from vigil.promql.xxhash64 import labels_hash
 
 if TYPE_CHECKING:
@@ -196,28 +196,8 @@ def _grouped_avg(
         for g, j in zip(*np.nonzero(overflow), strict=True):
             col = vals[bounds[g] : bounds[g + 1], j][pres[bounds[g] : bounds[g + 1], j]]
             if np.isfinite(col).all():
-                out[g, j] = _incremental_mean(col.tolist())
+                out[g, j] = kahan_mean(col.tolist())
     return out
-
-
-def _incremental_mean(xs: list[float]) -> float:
-    total, c, mean = 0.0, 0.0, 0.0
-    incremental = False
-    for i, x in enumerate(xs):
-        n = float(i + 1)
-        if not incremental:
-            ns, nc = kahan_inc(x, total, c)
-            if n == 1 or not math.isinf(ns):
-                total, c = ns, nc
-                continue
-            incremental = True
-            mean = total / (n - 1)
-            c = c / (n - 1)
-        q = (n - 1) / n
-        mean, c = kahan_inc(x / n, q * mean, q * c)
-    if incremental:
-        return mean + c
-    return total / len(xs) + c / len(xs)
 
 
 def _grouped_var(

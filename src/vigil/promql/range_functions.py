@@ -299,9 +299,15 @@ def _kahan_sum(vals: Arr) -> float:
 
 
 def _kahan_avg(vals: Arr) -> float:
+    return kahan_mean(vals.tolist())
+
+
+def kahan_mean(xs: list[float]) -> float:
+    """Mean as Prometheus 3 computes it: a compensated sum, switching to an
+    incremental mean only when the sum would overflow to ±Inf."""
     total, mean, c = 0.0, 0.0, 0.0
     incremental = False
-    for i, x in enumerate(vals.tolist()):
+    for i, x in enumerate(xs):
         count = float(i + 1)
         if not incremental:
             ns, nc = kahan_inc(x, total, c)
@@ -315,7 +321,7 @@ def _kahan_avg(vals: Arr) -> float:
         mean, c = kahan_inc(x / count, q * mean, q * c)
     if incremental:
         return mean + c
-    return total / len(vals) + c / len(vals)
+    return total / len(xs) + c / len(xs)
 
 
 def _prefix_or_exact(m: MatrixBlock, exact: Callable[[Arr], float], avg: bool) -> RangeResult:

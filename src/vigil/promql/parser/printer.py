@@ -17,25 +17,7 @@ from vigil.model.labels import LABEL_NAME_RE, METRIC_NAME
 from vigil.model.matchers import Matcher, MatchType
 from vigil.promql.parser import ast
 from vigil.promql.parser.lexer import go_quote
-
-_PREC = {
-    "or": 1,
-    "and": 2,
-    "unless": 2,
-    "==": 3,
-    "!=": 3,
-    "<": 3,
-    "<=": 3,
-    ">": 3,
-    ">=": 3,
-    "+": 4,
-    "-": 4,
-    "*": 5,
-    "/": 5,
-    "%": 5,
-    "atan2": 5,
-    "^": 6,
-}
+from vigil.promql.parser.parser import BINARY_PRECEDENCE as _PREC
 
 
 def format_number(v: float) -> str:
