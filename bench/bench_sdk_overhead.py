@@ -9,6 +9,9 @@ Variants (the endpoint and the load are the same in all of them):
   stdlib ``StreamHandler`` and ``Formatter``: what logging itself costs.
 * ``metrics``: ``sdk.instrument`` (HTTP metrics, request ids), no log line.
 * ``sdk``: metrics plus ``sdk.setup_logging``: one JSON line per request.
+* ``access``: metrics plus the middleware's own access log
+  (``instrument(..., access_log=...)``): one JSON line per request, no stdlib
+  logging call.
 * ``tracing``: sdk plus ``sdk.setup_tracing`` exporting to a real OTLP/HTTP sink
   started here (it accepts and counts every export).
 
@@ -36,7 +39,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-VARIANTS = ("bare", "stdlog", "metrics", "sdk", "tracing")
+VARIANTS = ("bare", "stdlog", "metrics", "sdk", "access", "tracing")
 
 APP = """
 import logging, os
@@ -58,11 +61,14 @@ if variant == "stdlog":
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.INFO)
-if variant in ("metrics", "sdk", "tracing"):
+if variant in ("metrics", "sdk", "access", "tracing"):
     from vigil import sdk
     if LOG:
         sdk.setup_logging(service="bench", stream=open(os.devnull, "w"))
-    app = sdk.instrument(app, service="bench")
+    access = None
+    if variant == "access":
+        access = sdk.setup_access_log(service="bench", stream=open(os.devnull, "wb"))
+    app = sdk.instrument(app, service="bench", access_log=access or False)
 if variant == "tracing":
     from vigil.sdk.tracing import setup_tracing
     setup_tracing("bench", endpoint=os.environ["OTLP_ENDPOINT"], app=app)

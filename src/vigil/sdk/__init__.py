@@ -19,6 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from vigil.sdk.access_log import AccessLog, setup_access_log
     from vigil.sdk.context import bind, get_request_id, set_request_id, set_user_id
     from vigil.sdk.health import HealthChecker
     from vigil.sdk.instrumentation import instrument
@@ -36,6 +37,8 @@ _EXPORTS = {
     "render": "vigil.sdk.metrics",
     "enable_multiprocess": "vigil.sdk.multiprocess",
     "setup_logging": "vigil.sdk.logging",
+    "setup_access_log": "vigil.sdk.access_log",
+    "AccessLog": "vigil.sdk.access_log",
     "JsonFormatter": "vigil.sdk.logging",
     "VigilLogHandler": "vigil.sdk.log_shipper",
     "setup_tracing": "vigil.sdk.tracing",
@@ -50,6 +53,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AccessLog",
     "HealthChecker",
     "JsonFormatter",
     "VigilLogHandler",
@@ -64,6 +68,7 @@ __all__ = [
     "render",
     "set_request_id",
     "set_user_id",
+    "setup_access_log",
     "setup_logging",
     "setup_tracing",
     "shutdown_tracing",

@@ -17,6 +17,7 @@ from vigil.sdk import context
 from vigil.sdk.metrics import UNMATCHED_ROUTE, HttpMetrics, render
 
 if TYPE_CHECKING:
+    from vigil.sdk.access_log import AccessLog
     from vigil.sdk.health import HealthChecker
 
 Scope = MutableMapping[str, Any]
@@ -57,6 +58,8 @@ class VigilASGIMiddleware:
         metrics_path, health_path, ready_path: endpoint paths; ``None`` disables.
         request_id_header: incoming header reused as request id (a fresh one is
             made otherwise) and echoed on the response.
+        access_log: a :class:`vigil.sdk.access_log.AccessLog` to write one JSON
+            line per request to (not for the observability endpoints).
     """
 
     def __init__(
@@ -69,8 +72,10 @@ class VigilASGIMiddleware:
         health_path: str | None = "/health",
         ready_path: str | None = "/ready",
         request_id_header: str = "x-request-id",
+        access_log: AccessLog | None = None,
     ) -> None:
         self.app = app
+        self.access_log = access_log
         self.metrics = metrics
         self.health = health
         self.endpoints: dict[str, Callable[[Scope], Awaitable[tuple[int, bytes, str]]]] = {}
@@ -116,6 +121,7 @@ class VigilASGIMiddleware:
         token = _set_request_id(request_id)
         rid_header = (header, raw_id)
         method = scope["method"]
+        path = scope["path"]  # before routing: a Mount rewrites the scope
         status = 500
 
         async def send_wrapper(message: Message) -> None:
@@ -135,8 +141,13 @@ class VigilASGIMiddleware:
             metrics.exceptions.labels(method, self._route(scope), type(exc).__name__).inc()
             raise
         finally:
-            metrics.observe(method, self._route(scope), status, perf_counter() - start)
+            elapsed = perf_counter() - start
+            route = self._route(scope)
+            metrics.observe(method, route, status, elapsed)
             in_progress.dec()
+            access_log = self.access_log
+            if access_log is not None:
+                access_log.log(method, route, path, status, elapsed, request_id)
             _reset_request_id(token)
 
     def _route(self, scope: Scope) -> str:

@@ -11,6 +11,7 @@ from vigil.sdk.metrics import DEFAULT_BUCKETS, http_metrics
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from vigil.sdk.access_log import AccessLog
     from vigil.sdk.health import HealthChecker
 
 App = TypeVar("App")
@@ -30,6 +31,7 @@ def instrument(
     ready_path: str | None = "/ready",
     request_id_header: str = "x-request-id",
     route_resolver: Callable[[dict[str, Any]], str | None] | None = None,
+    access_log: bool | AccessLog = False,
 ) -> App:
     """Add HTTP metrics, request ids and ``/metrics``, ``/health``, ``/ready``.
 
@@ -47,6 +49,10 @@ def instrument(
         metrics_path, health_path, ready_path: endpoint paths; ``None`` disables one.
         request_id_header: header read for an incoming request id and echoed back.
         route_resolver: for plain WSGI apps, maps an environ to a route template.
+        access_log: ``True`` writes one JSON line per request through the access log
+            made by :func:`vigil.sdk.setup_access_log` (or a new one on stderr);
+            an :class:`vigil.sdk.access_log.AccessLog` is used as is. Much cheaper
+            than a stdlib log call per request: no ``LogRecord``, buffered writes.
 
     In multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set), the worker also
     registers an exit hook that archives its metric files (see
@@ -64,6 +70,10 @@ def instrument(
         "ready_path": ready_path,
         "request_id_header": request_id_header,
     }
+    if access_log:
+        from vigil.sdk.access_log import resolve_access_log
+
+        common["access_log"] = resolve_access_log(access_log, service)
     kind = _kind(app)
     if kind == "starlette":
         from vigil.sdk.asgi import VigilASGIMiddleware

@@ -18,6 +18,7 @@ from vigil.sdk import context
 from vigil.sdk.metrics import UNMATCHED_ROUTE, HttpMetrics, render
 
 if TYPE_CHECKING:
+    from vigil.sdk.access_log import AccessLog
     from vigil.sdk.health import HealthChecker
 
 Environ = dict[str, Any]
@@ -26,6 +27,7 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 ROUTE_KEY = "vigil.route"
 EXCEPTION_KEY = "vigil.exception"
+REQUEST_ID_KEY = "vigil.request_id"
 
 
 class VigilWSGIMiddleware:
@@ -47,8 +49,10 @@ class VigilWSGIMiddleware:
         health_path: str | None = "/health",
         ready_path: str | None = "/ready",
         request_id_header: str = "x-request-id",
+        access_log: AccessLog | None = None,
     ) -> None:
         self.app = app
+        self.access_log = access_log
         self.metrics = metrics
         self.health = health
         self.route_resolver = route_resolver
@@ -83,6 +87,7 @@ class VigilWSGIMiddleware:
 
         request_id = (environ.get(self.environ_key) or "")[:128] or context.new_request_id()
         token = context.request_id_var.set(request_id)
+        environ[REQUEST_ID_KEY] = request_id
         method = environ.get("REQUEST_METHOD", "GET")
         status_box = [500]
 
@@ -120,7 +125,12 @@ class VigilWSGIMiddleware:
         route = self._route(environ)
         if exc:
             self.metrics.exceptions.labels(method, route, exc).inc()
-        self.metrics.observe(method, route, status, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.metrics.observe(method, route, status, elapsed)
+        if self.access_log is not None:
+            path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+            request_id = environ.get(REQUEST_ID_KEY)
+            self.access_log.log(method, route, path, status, elapsed, request_id)
 
     def _metrics(self, environ: Environ) -> tuple[int, bytes, str]:
         body, ctype = render(self.metrics.registry, environ.get("HTTP_ACCEPT"))
