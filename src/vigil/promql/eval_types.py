@@ -121,6 +121,9 @@ Value = VectorBlock | ScalarBlock | StringValue | MatrixBlock
 
 # Series per batched searchsorted: a batch's keys stay small enough for the cache.
 _SEARCH_BATCH = 16
+# Up to this many queries, count_le compares every sample against each query
+# (one pass per query) instead of building batched search keys.
+_FEW_QUERIES = 4
 
 
 def count_le(ts: np.ndarray, offsets: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -147,6 +150,8 @@ def count_le(ts: np.ndarray, offsets: np.ndarray, queries: np.ndarray) -> np.nda
             a = int(offsets[i])
             out[i] = np.searchsorted(ts[a : int(offsets[i + 1])], queries, side="right") + a
         return out
+    if len(queries) <= _FEW_QUERIES:
+        return _count_le_few(ts, offsets, queries)
     q_rel = (queries - base).astype(np.int64)
     for a in range(0, n, _SEARCH_BATCH):
         if a % (_SEARCH_BATCH * 64) == 0:
@@ -158,4 +163,19 @@ def count_le(ts: np.ndarray, offsets: np.ndarray, queries: np.ndarray) -> np.nda
         keys += np.repeat(np.arange(b - a, dtype=np.int64) * span, lens)
         qk = q_rel[None, :] + (np.arange(b - a, dtype=np.int64) * span)[:, None]
         out[a:b] = np.searchsorted(keys, qk, side="right") + lo_i
+    return out
+
+
+def _count_le_few(ts: np.ndarray, offsets: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """count_le for a handful of queries: per query, one comparison pass and a
+    segmented count (timestamps ascend within each series, so the number of
+    samples <= q is the index just past the last one)."""
+    starts = offsets[:-1]
+    nonempty = np.flatnonzero(offsets[1:] > starts)
+    # Segments between consecutive non-empty series' starts are exactly those
+    # series (empty ones hold nothing); empty series count 0.
+    seg = starts[nonempty]
+    out = np.repeat(starts[:, None], len(queries), axis=1)
+    for j, q in enumerate(queries.tolist()):
+        out[nonempty, j] += np.add.reduceat(ts <= q, seg, dtype=np.int64)
     return out

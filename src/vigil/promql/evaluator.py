@@ -222,15 +222,22 @@ class Evaluator:
         maxt = int(teff.max())
         hints = SelectHints(start=int(self.steps[0]), end=int(self.steps[-1]), range_ms=rng)
         series = self.select(sel.matchers, mint, maxt, hints)
-        tss, vss = [], []
-        for s in series:
-            stale = stale_mask(s.values)
+        tss = [s.timestamps for s in series]
+        vss = [s.values for s in series]
+        if series:
+            # One pass over all samples for staleness markers; only series that
+            # hold one are filtered.
+            flat = np.concatenate(vss).astype(np.float64, copy=False)
+            stale = stale_mask(flat)
             if stale.any():
-                tss.append(s.timestamps[~stale])
-                vss.append(s.values[~stale])
-            else:
-                tss.append(s.timestamps)
-                vss.append(s.values)
+                lens = np.array([len(v) for v in vss], dtype=np.int64)
+                bounds = np.zeros(len(series) + 1, dtype=np.int64)
+                np.cumsum(lens, out=bounds[1:])
+                hit = np.searchsorted(bounds, np.flatnonzero(stale), side="right") - 1
+                for i in np.unique(hit).tolist():
+                    keep = ~stale[bounds[i] : bounds[i + 1]]
+                    tss[i] = tss[i][keep]
+                    vss[i] = vss[i][keep]
         return self._matrix_from([s.labels for s in series], tss, vss, teff, rng)
 
     def _matrix_from(

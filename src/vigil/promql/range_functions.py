@@ -324,6 +324,37 @@ def kahan_mean(xs: list[float]) -> float:
     return total / len(xs) + c / len(xs)
 
 
+# Up to this many steps, window sums add up each window's own samples instead of
+# building prefix sums over every selected sample.
+_FEW_STEPS = 4
+
+
+def _window_sums(m: MatrixBlock) -> Arr:
+    """Plain sum of the finite samples of every window, step by step: only the
+    samples inside the windows are read (and the sums carry no rounding error
+    from a running total over earlier samples). Empty windows read 0."""
+    vs = np.where(np.isfinite(m.vs), m.vs, 0.0)
+    out = np.zeros(m.lo.shape)
+    for j in range(m.lo.shape[1]):
+        lo, hi = m.lo[:, j], m.hi[:, j]
+        rows = np.flatnonzero(hi > lo)
+        if len(rows) == 0:
+            continue
+        lo_r, hi_r = lo[rows], hi[rows]
+        # Windows of one step never overlap and ascend with the series, so
+        # reduceat over the interleaved bounds sums exactly [lo, hi) at the even
+        # positions. A window ending at the last sample needs one slot past it.
+        bounds = np.empty(2 * len(rows), dtype=np.int64)
+        bounds[0::2] = lo_r
+        bounds[1::2] = hi_r
+        if hi_r[-1] >= len(vs):
+            src = np.append(vs, 0.0)
+        else:
+            src = vs
+        out[rows, j] = np.add.reduceat(src, bounds)[0::2]
+    return out
+
+
 def _prefix_or_exact(m: MatrixBlock, exact: Callable[[Arr], float], avg: bool) -> RangeResult:
     n, _lo_c, _hi_c = _ends(m)
     ok = n >= 1
@@ -333,11 +364,14 @@ def _prefix_or_exact(m: MatrixBlock, exact: Callable[[Arr], float], avg: bool) -
     # Huge values may overflow the running totals; those series are recomputed
     # exactly below, so the overflow is expected here.
     with np.errstate(over="ignore", invalid="ignore"):
-        c = segmented_cumsum(np.where(np.isfinite(m.vs), m.vs, 0.0), m.offsets)
-        # Window sum = running total at its last sample minus the running total
-        # just before it (zero when the window starts at its series' first sample).
-        before = np.where(m.lo > m.offsets[:-1][:, None], c[np.clip(m.lo - 1, 0, last)], 0.0)
-        out = c[np.clip(m.hi - 1, 0, last)] - before
+        if m.lo.shape[1] <= _FEW_STEPS:
+            out = _window_sums(m)
+        else:
+            c = segmented_cumsum(np.where(np.isfinite(m.vs), m.vs, 0.0), m.offsets)
+            # Window sum = running total at its last sample minus the running total
+            # just before it (zero when the window starts at its series' first sample).
+            before = np.where(m.lo > m.offsets[:-1][:, None], c[np.clip(m.lo - 1, 0, last)], 0.0)
+            out = c[np.clip(m.hi - 1, 0, last)] - before
     if avg:
         with np.errstate(divide="ignore", invalid="ignore"):
             out = out / np.maximum(n, 1)
