@@ -93,6 +93,15 @@ def _check_label_name(name: str) -> str:
 LabelName = Annotated[str, AfterValidator(_check_label_name)]
 
 
+def _check_scheme(v: str) -> str:
+    if v not in ("http", "https"):
+        raise ValueError(f'unsupported scheme "{v}" (use http or https)')
+    return v
+
+
+Scheme = Annotated[str, AfterValidator(_check_scheme)]
+
+
 class _Model(BaseModel):
     """Base: frozen, strict about unknown keys, numbers accepted where strings are."""
 
@@ -374,7 +383,7 @@ class ScrapeConfig(HTTPClientConfig, _ScrapeLimits):
     track_timestamps_staleness: bool = False
     params: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     metrics_path: str = "/metrics"
-    scheme: str = "http"
+    scheme: Scheme = "http"
     enable_compression: bool = True
     native_histogram_bucket_limit: int = Field(default=0, ge=0)
     native_histogram_min_bucket_factor: float = 0.0
@@ -392,19 +401,12 @@ class ScrapeConfig(HTTPClientConfig, _ScrapeLimits):
             raise ValueError("job_name is empty; every scrape config needs a unique job_name")
         return v
 
-    @field_validator("scheme")
-    @classmethod
-    def _scheme(cls, v: str) -> str:
-        if v not in ("http", "https"):
-            raise ValueError(f'unsupported scheme "{v}" (use http or https)')
-        return v
-
 
 class AlertmanagerConfig(HTTPClientConfig):
     """One `alerting.alertmanagers` entry."""
 
     _prom_type = "config.AlertmanagerConfig"
-    scheme: str = "http"
+    scheme: Scheme = "http"
     path_prefix: str = "/"
     timeout: Duration = Duration(10_000)
     api_version: Literal["v2"] = "v2"
@@ -412,13 +414,6 @@ class AlertmanagerConfig(HTTPClientConfig):
     file_sd_configs: tuple[FileSDConfig, ...] = ()
     relabel_configs: tuple[RelabelConfig, ...] = ()
     alert_relabel_configs: tuple[RelabelConfig, ...] = ()
-
-    @field_validator("scheme")
-    @classmethod
-    def _scheme(cls, v: str) -> str:
-        if v not in ("http", "https"):
-            raise ValueError(f'unsupported scheme "{v}" (use http or https)')
-        return v
 
 
 class AlertingConfig(_Model):
