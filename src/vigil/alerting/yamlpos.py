@@ -10,15 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
-from vigil.config.loader import ConfigError, ConfigProblem
+from vigil.config.loader import ConfigError, ConfigProblem, parse_located
 
 Path = tuple[str | int, ...]
-
-
-def _pos(node: yaml.Node) -> tuple[int, int]:
-    return node.start_mark.line + 1, node.start_mark.column + 1
 
 
 class Problems:
@@ -44,51 +38,6 @@ class Problems:
 
 
 def load_located(text: str, filename: str) -> tuple[Any, dict[Path, tuple[int, int]]]:
-    """Parse one YAML document; raise `ConfigError` with the position of syntax errors."""
-    loader = yaml.SafeLoader(text)
-    marks: dict[Path, tuple[int, int]] = {}
-    try:
-        try:
-            node = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-            raise ConfigError(
-                [ConfigProblem(filename, line, col, f"invalid YAML: {exc.problem or exc.context}")]
-            ) from None
-        if node is None:
-            return {}, marks
-        problems: list[ConfigProblem] = []
-
-        def build(n: yaml.Node, path: Path) -> Any:
-            marks[path] = _pos(n)
-            if isinstance(n, yaml.MappingNode):
-                loader.flatten_mapping(n)
-                out: dict[str, Any] = {}
-                for kn, vn in n.value:
-                    key = str(loader.construct_object(kn, deep=True))
-                    if key in out:
-                        line, col = _pos(kn)
-                        problems.append(
-                            ConfigProblem(filename, line, col, f'duplicate key "{key}"')
-                        )
-                        continue
-                    out[key] = build(vn, (*path, key))
-                return out
-            if isinstance(n, yaml.SequenceNode):
-                return [build(v, (*path, i)) for i, v in enumerate(n.value)]
-            return loader.construct_object(n, deep=True)
-
-        try:
-            data = build(node, ())
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-            raise ConfigError(
-                [ConfigProblem(filename, line, col, f"invalid YAML: {exc.problem}")]
-            ) from None
-        if problems:
-            raise ConfigError(problems)
-        return data, marks
-    finally:
-        loader.dispose()
+    """Parse one YAML document (nulls kept); raise `ConfigError` with positions."""
+    data, marks = parse_located(text, filename, keep_nulls=True)
+    return data, marks.value

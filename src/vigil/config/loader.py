@@ -72,9 +72,10 @@ def _pos(node: yaml.Node) -> tuple[int, int]:
 class _Builder:
     """Turns a composed YAML node tree into plain Python data, recording marks."""
 
-    def __init__(self, loader: yaml.SafeLoader, filename: str) -> None:
+    def __init__(self, loader: yaml.SafeLoader, filename: str, keep_nulls: bool = False) -> None:
         self.loader = loader
         self.filename = filename
+        self.keep_nulls = keep_nulls
         self.marks = _Marks()
         self.problems: list[ConfigProblem] = []
 
@@ -110,7 +111,7 @@ class _Builder:
                 value = self.build(vnode, (*path, key))
                 # YAML null (`global:` with nothing under it) means "use the default",
                 # as in Go's YAML decoding into Prometheus's config structs.
-                if value is not None:
+                if value is not None or self.keep_nulls:
                     out[key] = value
             return out
         if isinstance(node, yaml.SequenceNode):
@@ -118,7 +119,12 @@ class _Builder:
         return self.loader.construct_object(node, deep=True)
 
 
-def _parse_yaml(text: str, filename: str) -> tuple[Any, _Marks]:
+def parse_located(text: str, filename: str, *, keep_nulls: bool = False) -> tuple[Any, _Marks]:
+    """One YAML document as plain data plus the position of every value and key.
+
+    Syntax errors, duplicate keys and non-scalar keys raise `ConfigError` with
+    file:line:col. By default a null value is dropped (it means "use the default",
+    as in Go's YAML decoding); `keep_nulls` keeps it as None."""
     loader = yaml.SafeLoader(text)
     try:
         try:
@@ -132,7 +138,7 @@ def _parse_yaml(text: str, filename: str) -> tuple[Any, _Marks]:
             raise ConfigError([ConfigProblem(filename, 0, 0, f"invalid YAML: {exc}")]) from None
         if node is None:
             return {}, _Marks()
-        builder = _Builder(loader, filename)
+        builder = _Builder(loader, filename, keep_nulls)
         try:
             data = builder.build(node, ())
         except yaml.MarkedYAMLError as exc:
@@ -225,7 +231,7 @@ def load_config(
     `filename` is used in messages; `base_dir` (default: the directory of `filename`
     when it names a file, else the current directory) anchors relative paths.
     """
-    data, marks = _parse_yaml(text, filename)
+    data, marks = parse_located(text, filename)
     if not isinstance(data, dict):
         raise ConfigError(
             [
