@@ -326,16 +326,8 @@ class Lexer:
             return self._lex_in_brackets(start, c)
         if _is_alpha(c) or c == ":":
             return self._lex_keyword_or_identifier(start)
-        if c == "(":
-            self.pos += 1
-            self.paren_depth += 1
-            return Token("(", c, start)
-        if c == ")":
-            self.pos += 1
-            self.paren_depth -= 1
-            if self.paren_depth < 0:
-                raise self.error("unexpected right parenthesis ')'", start + 1)
-            return Token(")", c, start)
+        if c in "()":
+            return self._lex_paren(c, start)
         if c == "{":
             self.pos += 1
             self.brace_open = True
@@ -421,16 +413,8 @@ class Lexer:
         if c in "+-*/%^,":
             self.pos += 1
             return Token(c, c, start)
-        if c == "(":
-            self.pos += 1
-            self.paren_depth += 1
-            return Token("(", c, start)
-        if c == ")":
-            self.pos += 1
-            self.paren_depth -= 1
-            if self.paren_depth < 0:
-                raise self.error("unexpected right parenthesis ')'", start + 1)
-            return Token(")", c, start)
+        if c in "()":
+            return self._lex_paren(c, start)
         if _is_digit(c) or (c == "." and _is_digit(self._peek(1))):
             self.got_duration = True
             self.duration_start = False
@@ -554,6 +538,14 @@ class Lexer:
         raise self.error(f"bad number or duration syntax: {go_quote(bad)}", start)
 
     # -- identifiers and keywords ---------------------------------------------------------
+
+    def _lex_paren(self, c: str, start: int) -> Token:
+        """`(` or `)`, tracking depth (shared by the normal and bracket states)."""
+        self.pos += 1
+        self.paren_depth += 1 if c == "(" else -1
+        if self.paren_depth < 0:
+            raise self.error("unexpected right parenthesis ')'", start + 1)
+        return Token(c, c, start)
 
     def _lex_keyword_or_identifier(self, start: int) -> Token:
         q = self.q
