@@ -12,14 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from _support import free_port, wait_for
+from _support import ServerProcess, free_port, wait_for
 
 
-class VigilProcess:
+class VigilProcess(ServerProcess):
+    """`vigil up` on a free port, with an optional config file, in `tmp`."""
+
     def __init__(self, tmp: Path, config: str | None, data_dir: Path | None = None) -> None:
-        self.port = free_port()
+        port = free_port()
         self.data_dir = data_dir or tmp / "data"
-        self.tmp = tmp
         self.config = tmp / "vigil.yml"
         argv = [
             sys.executable,
@@ -29,47 +30,20 @@ class VigilProcess:
             "--data-dir",
             str(self.data_dir),
             "--listen",
-            f"127.0.0.1:{self.port}",
+            f"127.0.0.1:{port}",
         ]
         if config is not None:
             self.config.write_text(config)
             argv += ["--config", str(self.config)]
-        self.log = open(tmp / f"vigil-{self.port}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=tmp)
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(f"vigil-{port}", argv, port, tmp)
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"vigil exited {self.proc.returncode}: {self.output()}")
-            try:
-                if httpx.get(self.url + "/-/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"vigil not ready in {timeout}s: {self.output()}")
-
-    def output(self) -> str:
-        self.log.flush()
-        return (self.tmp / f"vigil-{self.port}.log").read_text()[-3000:]
+    def wait_ready(self, timeout: float = 30, path: str = "/-/ready") -> None:
+        super().wait_ready(timeout, path)
 
     def query(self, expr: str) -> list[dict]:
         r = httpx.get(self.url + "/api/v1/query", params={"query": expr}, timeout=10)
         assert r.status_code == 200, r.text
         return r.json()["data"]["result"]
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture

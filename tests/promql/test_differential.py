@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import math
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -63,7 +62,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _support import free_port
+from _support import ServerProcess, free_port
 
 pytestmark = pytest.mark.interop
 
@@ -597,43 +596,11 @@ def generated_queries(seed: int = 1) -> list[str]:
 # --- servers ----------------------------------------------------------------------
 
 
-class Peer:
-    def __init__(self, name: str, argv: list[str], port: int, workdir: Path) -> None:
-        self.name = name
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = workdir / f"{name}.log"
-        self._fh = open(self.log, "wb")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(argv, stdout=self._fh, stderr=subprocess.STDOUT, cwd=workdir)
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/-/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name} not ready in {timeout}s: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._fh.close()
-
-
 @dataclass
 class Setup:
     data: DataSet
-    prom: Peer
-    vigil: Peer
+    prom: ServerProcess
+    vigil: ServerProcess
 
 
 @pytest.fixture(scope="module")
@@ -675,7 +642,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         "global: {evaluation_interval: 1m}\nvigil: {self_scrape: false}\n"
     )
     pport, vport = free_port(), free_port()
-    prom = Peer(
+    prom = ServerProcess(
         "prometheus",
         [
             str(PROMETHEUS),
@@ -688,7 +655,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         pport,
         work,
     )
-    vigil = Peer(
+    vigil = ServerProcess(
         "vigil",
         [
             sys.executable,

@@ -14,11 +14,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _support import free_port, wait_for
+from _support import ServerProcess, free_port, wait_for
 
 PROM_BIN = shutil.which("prometheus")
 AM_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -92,40 +91,6 @@ class Sink:
         self.server.server_close()
 
 
-class Proc:
-    """A child server process whose output goes to a log file in the test's tmp dir."""
-
-    def __init__(self, name: str, argv: Sequence[str], port: int, tmp: Path) -> None:
-        self.name = name
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = tmp / f"{name}.log"
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, cwd=tmp)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{self.output()}")
-            try:
-                return httpx.get(self.url + "/-/ready", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, timeout=timeout)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 @pytest.fixture
 def sink() -> Iterator[Sink]:
     s = Sink()
@@ -134,14 +99,14 @@ def sink() -> Iterator[Sink]:
 
 
 @pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
+def procs() -> Iterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
     yield started
     for p in reversed(started):
         p.stop()
 
 
-def start_vigil(tmp: Path, config: str, *extra: str) -> Proc:
+def start_vigil(tmp: Path, config: str, *extra: str) -> ServerProcess:
     port = free_port()
     cfg = tmp / "vigil.yml"
     cfg.write_text(config)
@@ -158,7 +123,7 @@ def start_vigil(tmp: Path, config: str, *extra: str) -> Proc:
         f"127.0.0.1:{port}",
         *extra,
     ]
-    return Proc("vigil", argv, port, tmp)
+    return ServerProcess("vigil", argv, port, tmp)
 
 
 def parse_time(s: str) -> dt.datetime:
@@ -199,7 +164,7 @@ alerting:
     )
     vigil.wait_ready()
     assert PROM_BIN is not None
-    prom = Proc(
+    prom = ServerProcess(
         "prometheus",
         [
             PROM_BIN,
@@ -238,7 +203,7 @@ def test_vigil_rules_alert_real_alertmanager(tmp_path: Path, sink: Sink, procs) 
     am_cfg.write_text(AM_CONFIG.format(sink=sink.url))
     am_port = free_port()
     assert AM_BIN is not None
-    am = Proc(
+    am = ServerProcess(
         "alertmanager",
         [
             AM_BIN,
