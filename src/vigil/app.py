@@ -467,17 +467,28 @@ def run_server(options: ServerOptions) -> int:
     return 0
 
 
-def _limit_malloc_fragmentation() -> None:
-    """Serve allocations over 256 KiB with mmap so freed scrape buffers go back to
-    the OS; glibc's adaptive default keeps them, which measured as +25-40% RSS at
-    100k series. Not glibc: nothing to do."""
+def _limit_malloc_fragmentation(interval_s: float = 10.0) -> None:
+    """Give freed heap memory back to the OS every `interval_s` seconds.
+
+    glibc keeps freed scrape buffers in its heaps (measured +25-40% RSS at 100k
+    series). Forcing large allocations onto mmap (M_MMAP_THRESHOLD) fixed that but
+    made every big numpy temporary fault in fresh pages: a 10k-series instant query
+    took 42 ms instead of 27. `malloc_trim(0)` from a daemon thread releases the
+    free pages instead and leaves allocation fast. Not glibc: nothing to do."""
     import ctypes
 
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        pass
+        return
+    trim.argtypes = [ctypes.c_size_t]
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval_s)
+            trim(0)
+
+    threading.Thread(target=loop, name="malloc-trim", daemon=True).start()
 
 
 def _reload_logged(vigil: Vigil) -> None:

@@ -273,3 +273,30 @@ def test_ulids_sort_by_time() -> None:
     assert all(is_ulid(u) for u in ids)
     late = new_ulid(now_ms=2**46)
     assert ulid_time(late) == 2**46 and late > ids[-1]
+
+
+def test_segmented_search_matches_searchsorted_per_run() -> None:
+    from vigil.tsdb.block import segmented_search
+
+    for n_runs in (5, 200):  # the one-by-one path and the vectorised bisection
+        _check_segmented_search(segmented_search, n_runs)
+    assert segmented_search(np.zeros(0, dtype=np.int64), np.zeros(1), np.zeros(1), 5).tolist() == [
+        0
+    ]
+
+
+def _check_segmented_search(segmented_search, n_runs: int) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(n_runs)
+    lens = rng.integers(0, 40, size=n_runs)
+    runs = [np.sort(rng.integers(0, 100, size=int(n))) for n in lens]
+    ts = np.concatenate(runs)
+    bounds = np.concatenate([[0], np.cumsum(lens)])
+    lo, hi = bounds[:-1], bounds[1:]
+    for key in (-1, 0, 37, 50, 99, 100):
+        for side in ("left", "right"):
+            got = segmented_search(ts, lo, hi, key, side=side)
+            want = [
+                int(a) + int(np.searchsorted(r, key, side=side))
+                for a, r in zip(lo, runs, strict=True)
+            ]
+            assert got.tolist() == want

@@ -39,18 +39,22 @@ def group_key_fn(grouping: tuple[str, ...], without: bool) -> Callable[[Labels],
 
 
 def _groups(block: VectorBlock, node: ast.AggregateExpr) -> tuple[list[Labels], np.ndarray]:
-    """Output label sets in first-seen order and the group index of every row."""
-    key = group_key_fn(node.grouping, node.without)
-    index: dict[Labels, int] = {}
+    """Output label sets in first-seen order and the group index of every row.
+
+    Keys are plain tuples built by a list comprehension (about half the cost of
+    making a `Labels` per row); only the distinct ones become `Labels`."""
+    names = frozenset(node.grouping)
+    index: dict[tuple[tuple[str, str], ...], int] = {}
     gidx = np.empty(block.n_series, dtype=np.int64)
-    for i, lbls in enumerate(block.labels):
-        k = key(lbls)
-        g = index.get(k)
-        if g is None:
-            g = len(index)
-            index[k] = g
-        gidx[i] = g
-    return list(index), gidx
+    setdefault = index.setdefault
+    if node.without:
+        drop = names | {METRIC_NAME}
+        for i, lbls in enumerate(block.labels):
+            gidx[i] = setdefault(tuple([p for p in lbls if p[0] not in drop]), len(index))
+    else:
+        for i, lbls in enumerate(block.labels):
+            gidx[i] = setdefault(tuple([p for p in lbls if p[0] in names]), len(index))
+    return [Labels(k) for k in index], gidx
 
 
 def aggregate(ev: Evaluator, node: ast.AggregateExpr) -> VectorBlock:

@@ -7,6 +7,7 @@ and the rule manager do). It reads data only through the `Queryable` it is given
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -35,6 +36,13 @@ def _parse(expr: str | ast.Expr, experimental: bool) -> ast.Expr:
         return expr
     if not isinstance(expr, str):
         raise ExecutionError(f"query must be a string or an AST, got {type(expr).__name__}")
+    return _parse_cached(expr, experimental)
+
+
+# Dashboards and rules send the same query texts again and again; ASTs are frozen
+# dataclasses, so one parse can serve every evaluation.
+@functools.lru_cache(maxsize=2048)
+def _parse_cached(expr: str, experimental: bool) -> ast.Expr:
     return parse_expr(expr, experimental=experimental)
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vigil.model.labels import METRIC_NAME
 from vigil.promql import histogram, range_functions
 from vigil.promql.errors import ExecutionError
 from vigil.promql.eval_types import MatrixBlock, Value, VectorBlock
@@ -39,8 +40,13 @@ _COUNTER_SUFFIXES = ("_total", "_sum", "_count", "_bucket")
 
 
 def _non_counter_info(ev: Evaluator, out: VectorBlock, arg: ast.Expr) -> None:
-    for lbls in out.labels:
-        name = lbls.metric_name
+    # Checked once per distinct metric name, in first-seen order; `__name__`
+    # usually sorts first, which saves the scan through each label set.
+    names = dict.fromkeys(
+        lbls[0][1] if lbls and lbls[0][0] == METRIC_NAME else lbls.metric_name
+        for lbls in out.labels
+    )
+    for name in names:
         if name and not name.endswith(_COUNTER_SUFFIXES):
             ev.ctx.info(
                 f'metric might not be a counter, name does not end in _total/_sum/_count/_bucket: "{name}"',

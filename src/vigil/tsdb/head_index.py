@@ -28,6 +28,7 @@ import numpy as np
 
 from vigil.model.labels import Labels
 from vigil.model.matchers import Matcher, MatchType
+from vigil.tsdb.postings import intersect_sorted, subtract_sorted
 
 _EMPTY = np.empty(0, dtype=np.int64)
 
@@ -250,7 +251,7 @@ class SeriesIndex:
                     # (or the current result) and remove series whose value fails.
                     base = self._all_refs() if result is None else result
                     bad = self._refs_for_values(m.name, m, False)
-                    result = base[~np.isin(base, bad)] if len(bad) else base
+                    result = subtract_sorted(base, bad)
                 elif m.type is MatchType.EQUAL:
                     p = self._postings.get(m.name, {}).get(m.value)
                     refs = _EMPTY if p is None else p.array()
@@ -286,4 +287,4 @@ def _intersect(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Intersection of two sorted arrays of unique refs."""
     if not len(a) or not len(b):
         return _EMPTY
-    return np.intersect1d(a, b, assume_unique=True)
+    return intersect_sorted(a, b)

@@ -29,6 +29,7 @@ import zstandard
 
 from vigil.model.labels import Labels
 from vigil.model.matchers import Matcher, MatchType
+from vigil.tsdb.postings import intersect_sorted, subtract_sorted
 
 INDEX_MAGIC = b"VGLINDEX"
 INDEX_VERSION = 1
@@ -331,7 +332,7 @@ class IndexReader:
         for m in matchers:
             positive, ids = self._matcher_ids(m)
             if positive:
-                pos = ids if pos is None else np.intersect1d(pos, ids, assume_unique=True)
+                pos = ids if pos is None else intersect_sorted(pos, ids)
                 if pos.size == 0:
                     return _EMPTY_IDS
             else:
@@ -340,7 +341,7 @@ class IndexReader:
             pos = np.arange(self.num_series, dtype=np.int64)
         for ids in negs:
             if ids.size:
-                pos = pos[~np.isin(pos, ids, assume_unique=True)]
+                pos = subtract_sorted(pos, ids)
         return pos
 
     # -- label names and values ------------------------------------------
