@@ -108,6 +108,8 @@ class WebContext:
     wal_replay: Callable[[], Mapping[str, int]] = lambda: {"min": 0, "max": 0, "current": 0}
     external_labels: Mapping[str, str] = field(default_factory=dict)
     lookback_delta_ms: int = 5 * 60 * 1000
+    query_concurrency: int = 20
+    """Queries evaluated at once (Prometheus's --query.max-concurrency); more wait."""
     remote_write_max_bytes: int = 32 << 20
     """Largest accepted remote-write or import body, after decompression (413 above)."""
     remote_write_max_ahead_ms: int = 10 * 60 * 1000
