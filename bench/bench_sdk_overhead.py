@@ -15,7 +15,8 @@ Variants (the endpoint and the load are the same in all of them):
 * ``tracing``: sdk plus ``sdk.setup_tracing`` exporting to a real OTLP/HTTP sink
   started here (it accepts and counts every export).
 
-Each run starts uvicorn (one worker) in a subprocess; the load comes from ``wrk``
+Each run starts uvicorn (one worker) in a subprocess, pinned to the first CPU
+while the load generator gets the others (``--no-pin`` to share them); the load comes from ``wrk``
 when installed, else a multi-threaded httpx client (which measures the client as
 much as the server: prefer wrk). Rounds interleave the variants, in a rotated
 order, so a noisy neighbour hurts all of them alike; medians are printed, with the
@@ -38,6 +39,7 @@ import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 VARIANTS = ("bare", "stdlog", "metrics", "sdk", "access", "tracing")
 
@@ -114,12 +116,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# CPU pinning (``--pin``): the server on one core, the load generator on another,
+# so they never compete for a core and requests/s measures the server alone.
+SERVER_CPUS: set[int] | None = None
+LOAD_CPUS: set[int] | None = None
+
+
+def _pinned(cpus: set[int] | None) -> Any:
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 def load_wrk(url: str, seconds: int, conns: int) -> tuple[float, int]:
+    threads = len(LOAD_CPUS) if LOAD_CPUS else 2
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", url],
+        ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", url],
         capture_output=True,
         text=True,
         check=True,
+        preexec_fn=_pinned(LOAD_CPUS),
     ).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
@@ -171,6 +187,7 @@ def run_variant(
         [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "benchapp:app", "--port", str(port),
          "--log-level", "error", "--no-access-log"],
         env=env,
+        preexec_fn=_pinned(SERVER_CPUS),
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/items/1"
     try:
@@ -202,7 +219,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=len(os.sched_getaffinity(0)) >= 2,
+        help="server on the first CPU, wrk on the others (default with 2+ CPUs)",
+    )
     args = parser.parse_args()
+    global SERVER_CPUS, LOAD_CPUS
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        SERVER_CPUS, LOAD_CPUS = {cpus[0]}, set(cpus[1:])
     variants = [v for v in args.variants.split(",") if v]
     rps: dict[str, list[float]] = {v: [] for v in variants}
     cpu: dict[str, list[float]] = {v: [] for v in variants}
@@ -212,6 +239,10 @@ def main() -> None:
             with open(os.path.join(tmp, "benchapp.py"), "w") as fh:
                 fh.write(APP)
             print(f"load generator: {'wrk' if shutil.which('wrk') else 'httpx threads'}")
+            if SERVER_CPUS:
+                print(
+                    f"pinned: server on CPU {sorted(SERVER_CPUS)}, load on {sorted(LOAD_CPUS or ())}"
+                )
             for r in range(args.rounds):
                 order = variants[r % len(variants) :] + variants[: r % len(variants)]
                 for v in order:

@@ -376,6 +376,12 @@ class Block:
         self._readers = 0
         self._closing = False
         self._closed = False
+        # Chunk table columns as plain int64 arrays, once: every read uses them.
+        c = index.chunks
+        self.chunk_start = c["start"].astype(np.int64)
+        self.chunk_count = c["count"].astype(np.int64)
+        self.chunk_mint = c["mint"].astype(np.int64)
+        self.chunk_maxt = c["maxt"].astype(np.int64)
 
     @classmethod
     def open(cls, path: Path, *, cache: ChunkCache | None = None) -> Block:
@@ -567,26 +573,31 @@ class BlockQuerier:
     def _read(self, ids: np.ndarray, mint: int, maxt: int) -> list[SeriesData]:
         """Decode the chunks holding `ids` (ascending) in [mint, maxt], then cut every
         series' in-range samples out of them with whole-array operations: per series
-        only a slice and a `SeriesData` are made in Python."""
+        only a slice and a `SeriesData` are made in Python. The work is proportional
+        to the chunks touched, not to the block's size."""
         block, idx = self._block, self._block.index
         if ids.size == 0:
             return []
-        chunks = idx.chunks
-        cstart = chunks["start"].astype(np.int64)
-        ccount = chunks["count"].astype(np.int64)
+        cstart, ccount = block.chunk_start, block.chunk_count
         starts = idx.sample_starts
         lo = starts[ids].astype(np.int64)
         hi = starts[ids + 1].astype(np.int64)
         first = np.searchsorted(cstart, lo, side="right") - 1
         last = np.searchsorted(cstart, hi - 1, side="right") - 1
-        # Chunks covering a chosen series and overlapping the range (a chunk's time
-        # bounds cover every series in it, so a chunk kept for one series may hold
-        # nothing in range for another: the time cut below handles that).
-        cover = np.zeros(cstart.size + 1, dtype=np.int64)
-        np.add.at(cover, first, 1)
-        np.add.at(cover, last + 1, -1)
-        need = (np.cumsum(cover[:-1]) > 0) & (chunks["maxt"] >= mint) & (chunks["mint"] <= maxt)
-        wanted = np.flatnonzero(need)
+        # Every chunk in first..last of some chosen series, once, ascending, kept if
+        # it overlaps the range (a chunk's time bounds cover every series in it, so
+        # a chunk kept for one series may hold nothing in range for another: the
+        # time cut below handles that).
+        span = last - first + 1
+        if int(span.max()) == 1:
+            touched = np.unique(first)
+        else:
+            ends = np.cumsum(span)
+            step = np.ones(int(ends[-1]), dtype=np.int64)
+            step[0] = first[0]
+            step[ends[:-1]] = first[1:] - last[:-1]
+            touched = np.unique(np.cumsum(step))
+        wanted = touched[(block.chunk_maxt[touched] >= mint) & (block.chunk_mint[touched] <= maxt)]
         if wanted.size == 0:
             return []
         parts = [block._chunk(c) for c in wanted.tolist()]
@@ -598,13 +609,14 @@ class BlockQuerier:
         # Flat position of global sample position p: decoded samples before p. A
         # series' samples in skipped chunks are all out of range, so what is left
         # of it in the flat arrays is still one ascending run.
-        kept = np.where(need, ccount, 0)
-        before = np.zeros(cstart.size + 1, dtype=np.int64)
-        np.cumsum(kept, out=before[1:])
+        before = np.zeros(wanted.size + 1, dtype=np.int64)
+        np.cumsum(ccount[wanted], out=before[1:])
 
         def flat(p: np.ndarray) -> np.ndarray:
             c = np.searchsorted(cstart, p, side="right") - 1
-            return before[c] + np.where(need[c], p - cstart[c], 0)
+            w = np.searchsorted(wanted, c)
+            hit = wanted[np.minimum(w, wanted.size - 1)] == c
+            return before[w] + np.where(hit, p - cstart[c], 0)
 
         fa, fb = flat(lo), flat(hi)
         if bool(((idx.series_mint[ids] >= mint) & (idx.series_maxt[ids] <= maxt)).all()):
