@@ -300,3 +300,31 @@ def _check_segmented_search(segmented_search, n_runs: int) -> None:  # type: ign
                 for a, r in zip(lo, runs, strict=True)
             ]
             assert got.tolist() == want
+
+
+@pytest.mark.parametrize("target", [97, 4096])
+def test_few_series_path_equals_whole_array_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: int
+) -> None:
+    """Small selections are read series by series; both paths give the same data."""
+    monkeypatch.setattr(block_mod, "CHUNK_TARGET_SAMPLES", target)
+    series = make_series(21, n_series=60)
+    rng = np.random.default_rng(5)
+    with Block.open(write_block(tmp_path, series, T0, T0 + 10**10)) as b:
+        q = b.querier(T0, T0 + 10**10)
+        try:
+            for _ in range(60):
+                n = b.index.num_series
+                ids = np.sort(rng.choice(n, size=int(rng.integers(1, 12)), replace=False))
+                a, z = sorted(rng.integers(T0 - 10**6, T0 + 6 * 10**7, size=2).tolist())
+                few = q._read_few(ids.astype(np.int64), a, z)
+                monkeypatch.setattr(block_mod, "_FEW_SERIES", 0)
+                whole = q._read(ids.astype(np.int64), a, z)
+                monkeypatch.setattr(block_mod, "_FEW_SERIES", 16)
+                assert [s.labels for s in few] == [s.labels for s in whole]
+                for x, y in zip(few, whole, strict=True):
+                    assert x.timestamps.tolist() == y.timestamps.tolist()
+                    assert np.array_equal(x.values.view(np.int64), y.values.view(np.int64))
+                    assert not x.timestamps.flags.writeable and not x.values.flags.writeable
+        finally:
+            q.close()

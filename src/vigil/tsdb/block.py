@@ -24,6 +24,7 @@ open queriers (the resources are released when the last one closes).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import mmap
@@ -382,6 +383,17 @@ class Block:
         self.chunk_count = c["count"].astype(np.int64)
         self.chunk_mint = c["mint"].astype(np.int64)
         self.chunk_maxt = c["maxt"].astype(np.int64)
+        # ... and as lists, for the per-series path of small selections.
+        self._chunk_rows = list(
+            zip(
+                self.chunk_start.tolist(),
+                self.chunk_count.tolist(),
+                self.chunk_mint.tolist(),
+                self.chunk_maxt.tolist(),
+                strict=True,
+            )
+        )
+        self._chunk_start_list = self.chunk_start.tolist()
 
     @classmethod
     def open(cls, path: Path, *, cache: ChunkCache | None = None) -> Block:
@@ -525,6 +537,8 @@ class Block:
 
 
 _FEW_RUNS = 48
+# Selections of at most this many series are read series by series.
+_FEW_SERIES = 16
 
 
 def segmented_search(
@@ -578,6 +592,8 @@ class BlockQuerier:
         block, idx = self._block, self._block.index
         if ids.size == 0:
             return []
+        if ids.size <= _FEW_SERIES:
+            return self._read_few(ids, mint, maxt)
         cstart, ccount = block.chunk_start, block.chunk_count
         starts = idx.sample_starts
         lo = starts[ids].astype(np.int64)
@@ -629,6 +645,41 @@ class BlockQuerier:
             for sid, a, b in zip(ids.tolist(), i0.tolist(), i1.tolist(), strict=True)
             if b > a
         ]
+
+    def _read_few(self, ids: np.ndarray, mint: int, maxt: int) -> list[SeriesData]:
+        """`_read` for a handful of series: one by one in Python, which beats the
+        fixed cost of the whole-array path's two dozen numpy calls."""
+        block, idx = self._block, self._block.index
+        starts, rows, first_of = idx.sample_starts, block._chunk_rows, block._chunk_start_list
+        out = []
+        for sid in ids.tolist():
+            lo, hi = int(starts[sid]), int(starts[sid + 1])
+            if hi <= lo:
+                continue
+            t_parts, v_parts = [], []
+            c = bisect.bisect_right(first_of, lo) - 1
+            while c < len(rows) and rows[c][0] < hi:
+                start, count, cmin, cmax = rows[c]
+                if cmax >= mint and cmin <= maxt:
+                    t, v = block._chunk(c)
+                    a, b = max(lo, start) - start, min(hi, start + count) - start
+                    t, v = t[a:b], v[a:b]
+                    i0 = int(t.searchsorted(mint, side="left"))
+                    i1 = int(t.searchsorted(maxt, side="right"))
+                    if i1 > i0:
+                        t_parts.append(t[i0:i1])
+                        v_parts.append(v[i0:i1])
+                c += 1
+            if not t_parts:
+                continue
+            if len(t_parts) == 1:
+                ts, vs = t_parts[0], v_parts[0]
+            else:
+                ts, vs = np.concatenate(t_parts), np.concatenate(v_parts)
+            ts.flags.writeable = False  # as `_read`'s: callers must not write
+            vs.flags.writeable = False
+            out.append(SeriesData(idx.labels(sid), ts, vs))
+        return out
 
     @staticmethod
     def _cut(
