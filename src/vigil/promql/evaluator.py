@@ -257,6 +257,23 @@ class Evaluator:
         ts = np.concatenate(tss).astype(np.int64, copy=False) if n else np.zeros(0, dtype=np.int64)
         vs = np.concatenate(vss).astype(np.float64, copy=False) if n else np.zeros(0)
         starts = teff - rng
+        if len(teff) == 1 and (
+            ts.size == 0 or (int(ts.min()) > starts[0] and int(ts.max()) <= teff[0])
+        ):
+            # One window holding every sample given (what a selector's select
+            # returns for an instant query): each series' whole run.
+            return MatrixBlock(
+                labels,
+                np.zeros(n, dtype=bool) if drop_name is None else drop_name,
+                ts,
+                vs,
+                offsets,
+                offsets[:-1, None].copy(),
+                offsets[1:, None].copy(),
+                rng,
+                starts,
+                teff,
+            )
         hi = count_le(ts, offsets, teff)
         # When windows start where earlier windows ended (range a multiple of a
         # regular step), the start indices are the earlier end indices.

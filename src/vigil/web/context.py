@@ -110,6 +110,9 @@ class WebContext:
     lookback_delta_ms: int = 5 * 60 * 1000
     query_concurrency: int = 20
     """Queries evaluated at once (Prometheus's --query.max-concurrency); more wait."""
+    inline_query_budget_s: float = 0.002
+    """Query shapes whose last evaluation took less run inline on the event loop
+    (see `web/query_runner.py`); 0 sends every query to a query thread."""
     remote_write_max_bytes: int = 32 << 20
     """Largest accepted remote-write or import body, after decompression (413 above)."""
     remote_write_max_ahead_ms: int = 10 * 60 * 1000

@@ -1,24 +1,22 @@
 """/api/v1/query, /api/v1/query_range, /api/v1/query_exemplars, /api/v1/format_query.
 
-Engine calls are CPU-bound and synchronous, so they run in a pool of
-`WebContext.query_concurrency` query threads (an asyncio executor: measured 100 us
-per hop against 170 us for Starlette's anyio pool, which matters for small
-queries); the engine must therefore be safe to call from several threads at once.
+Engine calls are CPU-bound and synchronous; `QueryRunner` evaluates them in a
+pool of `WebContext.query_concurrency` query threads, or inline when a query is
+known to be cheap. The engine must therefore be safe to call from several threads
+at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from vigil.promql.errors import ParseError, PromQLError
+from vigil.promql.errors import ParseError
 from vigil.promql.result import QueryResult
 
 from .context import WebContext
@@ -33,6 +31,7 @@ from .params import (
     parse_limit,
     parse_time_ms,
 )
+from .query_runner import QueryRunner
 from .responses import api_endpoint, api_success, api_success_raw, request_params
 from .selectors import SelectorError, parse_selector
 
@@ -88,24 +87,6 @@ def _truncate(result: QueryResult, limit: int) -> bool:
     return False
 
 
-async def _run(
-    ctx: WebContext, pool: ThreadPoolExecutor, fn_name: str, *args: Any, **kw: Any
-) -> QueryResult:
-    engine = ctx.engine
-    if engine is None:
-        raise ApiError("unavailable", "the query engine is not available")
-    call = functools.partial(getattr(engine, fn_name), *args, **kw)
-    try:
-        return await asyncio.get_running_loop().run_in_executor(pool, call)
-    except ParseError as exc:
-        raise invalid_param("query", str(exc)) from None
-    except PromQLError as exc:
-        raise ApiError(exc.error_type, str(exc)) from None
-    except Exception as exc:
-        log.exception("query failed: %s", args[0] if args else "")
-        raise ApiError("internal", f"{type(exc).__name__}: {exc}") from None
-
-
 def _respond(result: QueryResult, limit: int, stats: str, wall_s: float) -> Response:
     warnings = list(result.warnings)
     if _truncate(result, limit):
@@ -124,7 +105,13 @@ def _require_query(q: str) -> str:
 
 
 def make_handlers(ctx: WebContext) -> dict[str, Any]:
-    pool = ThreadPoolExecutor(max(1, ctx.query_concurrency), thread_name_prefix="query")
+    runner = QueryRunner(ctx.query_concurrency, ctx.inline_query_budget_s)
+
+    def engine() -> Any:
+        if ctx.engine is None:
+            raise ApiError("unavailable", "the query engine is not available")
+        return ctx.engine
+
     @api_endpoint
     async def query(request: Request) -> Response:
         p = await request_params(request)
@@ -134,7 +121,8 @@ def make_handlers(ctx: WebContext) -> dict[str, Any]:
         timeout = _timeout_s(p.get("timeout"))
         expr = _require_query(p.get("query"))
         t0 = time.perf_counter()
-        res = await _run(ctx, pool, "instant_query", expr, t_ms, timeout_s=timeout)
+        call = functools.partial(engine().instant_query, expr, t_ms, timeout_s=timeout)
+        res = await runner.run(("instant", expr), call, expr)
         return _respond(res, limit, p.get("stats"), time.perf_counter() - t0)
 
     @api_endpoint
@@ -168,7 +156,8 @@ def make_handlers(ctx: WebContext) -> dict[str, Any]:
         timeout = _timeout_s(p.get("timeout"))
         expr = _require_query(p.get("query"))
         t0 = time.perf_counter()
-        res = await _run(ctx, pool, "range_query", expr, start, end, step, timeout_s=timeout)
+        call = functools.partial(engine().range_query, expr, start, end, step, timeout_s=timeout)
+        res = await runner.run(("range", expr, end - start, step), call, expr)
         return _respond(res, limit, p.get("stats"), time.perf_counter() - t0)
 
     @api_endpoint
