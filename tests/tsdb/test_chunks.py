@@ -79,3 +79,12 @@ def test_damaged_payloads_raise() -> None:
         decode_chunk(payload[:-3], 50)
     with pytest.raises(ValueError, match="non-zero"):
         encode_chunk(ts[:0], ts[:0].astype(np.float64))
+
+
+def test_one_sample_chunks_decode_in_every_value_encoding() -> None:
+    # A chunk of one sample once decoded into a read-only buffer view (xor mode).
+    for value in (1.5, float("nan"), 3.0, 0.1 + 0.2):
+        ts, vs = decode_chunk(encode_chunk(np.array([1000]), np.array([value])), 1)
+        assert ts.tolist() == [1000]
+        assert np.array_equal(vs.view(np.int64), np.array([value]).view(np.int64))
+        assert ts.flags.writeable and vs.flags.writeable

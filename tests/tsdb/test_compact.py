@@ -15,6 +15,16 @@ from vigil.tsdb.block import Block, write_block
 from vigil.tsdb.compact import compact_blocks
 
 
+@pytest.fixture(autouse=True, params=["wide-bands", "narrow-bands"])
+def band_width(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here runs with the default time bands and with narrow ones (20
+    minutes, or wider where a block would have over 4096), which cut the test data
+    into many bands."""
+    if request.param == "narrow-bands":
+        monkeypatch.setattr(block_mod, "BAND_MS", 20 * 60 * 1000)
+        monkeypatch.setattr(block_mod, "MAX_BANDS", 4096)
+
+
 def sd(name: str, ts: list[int], vs: list[float]) -> SeriesData:
     return SeriesData(
         Labels.from_dict({"__name__": name}), np.array(ts, dtype=np.int64), np.array(vs)

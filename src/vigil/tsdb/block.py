@@ -36,6 +36,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +56,10 @@ _CHUNKS_HEADER = CHUNKS_MAGIC + CHUNKS_VERSION.to_bytes(4, "little") + b"\0\0\0\
 META_VERSION = 1
 
 CHUNK_TARGET_SAMPLES = 4096
+# Samples are grouped in time bands of this width (ms) inside a block, so a query
+# over the last minutes of a long block reads one band, not the whole block.
+BAND_MS = 30 * 60 * 1000
+MAX_BANDS = 128
 """Samples per chunk: small series share a chunk, long ones are cut into pieces."""
 
 _EMPTY_T = np.empty(0, dtype=np.int64)
@@ -191,23 +196,87 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class _ChunkWriter:
-    """Streams series into chunk payloads; keeps only labels and tables in memory."""
+def band_edges_for(mint: int, maxt: int) -> np.ndarray:
+    """Time band edges of a block over [mint, maxt]: `BAND_MS` wide (wider for long
+    blocks, so there are at most `MAX_BANDS`), aligned to multiples of the width so
+    blocks of the same width band alike."""
+    span = maxt - mint + 1
+    width = max(BAND_MS, -(-span // MAX_BANDS))
+    width = -(-width // BAND_MS) * BAND_MS
+    first = (mint // width) * width
+    last = (maxt // width + 1) * width
+    return np.arange(first, last + 1, width, dtype=np.int64)
 
-    def __init__(self, path: Path, mint: int, maxt: int) -> None:
-        self._fh = open(path, "wb")  # noqa: SIM115 - closed in finish()/abort()
-        self._fh.write(_CHUNKS_HEADER)
-        self._offset = len(_CHUNKS_HEADER)
-        self.mint, self.maxt = mint, maxt
-        self.labels: list[Labels] = []
-        self.starts: list[int] = [0]
-        self.smint: list[int] = []
-        self.smaxt: list[int] = []
+
+class _BandSpool:
+    """Chunk payloads of one time band, in a spool file until the block is done."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: Any = None
+        self.size = 0
+        self.written = 0  # samples already in chunks
+        # (start, count, crc, offset, length, mint, maxt), start/offset band-local
         self.chunks: list[tuple[int, int, int, int, int, int, int]] = []
         self._pend_t: list[np.ndarray] = []
         self._pend_v: list[np.ndarray] = []
         self._pending = 0
-        self._written = 0  # samples already in chunks
+
+    def add(self, ts: np.ndarray, vs: np.ndarray) -> None:
+        n = int(ts.size)
+        if self._pending and self._pending + n > CHUNK_TARGET_SAMPLES:
+            self._flush(self._pending)
+        self._pend_t.append(ts)
+        self._pend_v.append(vs)
+        self._pending += n
+        while self._pending > CHUNK_TARGET_SAMPLES:
+            self._flush(CHUNK_TARGET_SAMPLES)
+
+    def _flush(self, count: int) -> None:
+        ts = np.concatenate(self._pend_t) if len(self._pend_t) > 1 else self._pend_t[0]
+        vs = np.concatenate(self._pend_v) if len(self._pend_v) > 1 else self._pend_v[0]
+        ct, cv = ts[:count], vs[:count]
+        payload = encode_chunk(ct, cv)
+        if self._fh is None:
+            self._fh = open(self.path, "wb")  # noqa: SIM115 - closed in finish()/close()
+        self._fh.write(payload)
+        crc = zlib.crc32(payload)
+        row = (self.written, count, crc, self.size, len(payload), int(ct.min()), int(ct.max()))
+        self.chunks.append(row)
+        self.size += len(payload)
+        self.written += count
+        rest = self._pending - count
+        self._pend_t = [ts[count:]] if rest else []
+        self._pend_v = [vs[count:]] if rest else []
+        self._pending = rest
+
+    def finish(self) -> None:
+        if self._pending:
+            self._flush(self._pending)
+        self.close()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class _ChunkWriter:
+    """Streams series into chunk payloads, band by band; keeps only labels and
+    tables in memory (plus one pending chunk per band)."""
+
+    def __init__(self, path: Path, mint: int, maxt: int) -> None:
+        self.path = path
+        self.mint, self.maxt = mint, maxt
+        self.edges = band_edges_for(mint, maxt)
+        nb = self.edges.size - 1
+        self._bands = [_BandSpool(path.with_name(f"{path.name}.band{b}")) for b in range(nb)]
+        self.labels: list[Labels] = []
+        self._counts: list[np.ndarray] = []  # per series: samples in each band
+        self.smint: list[int] = []
+        self.smaxt: list[int] = []
+        self.chunks: list[tuple[int, int, int, int, int, int, int]] = []
+        self.starts = np.zeros(1, dtype=np.uint64)
 
     def add(self, s: SeriesData) -> None:
         ts = np.asarray(s.timestamps, dtype=np.int64)
@@ -236,51 +305,47 @@ class _ChunkWriter:
                 f"series {s.labels}: samples {int(ts[0])}..{int(ts[-1])} outside the block "
                 f"range [{self.mint}, {self.maxt}]"
             )
-        if self._pending and self._pending + n > CHUNK_TARGET_SAMPLES:
-            self._flush(self._pending)
         self.labels.append(s.labels)
-        self.starts.append(self.starts[-1] + n)
         self.smint.append(int(ts[0]))
         self.smaxt.append(int(ts[-1]))
-        self._pend_t.append(ts)
-        self._pend_v.append(vs)
-        self._pending += n
-        while self._pending > CHUNK_TARGET_SAMPLES:
-            self._flush(CHUNK_TARGET_SAMPLES)
-
-    def _flush(self, count: int) -> None:
-        ts = np.concatenate(self._pend_t) if len(self._pend_t) > 1 else self._pend_t[0]
-        vs = np.concatenate(self._pend_v) if len(self._pend_v) > 1 else self._pend_v[0]
-        ct, cv = ts[:count], vs[:count]
-        payload = encode_chunk(ct, cv)
-        self._fh.write(payload)
-        self.chunks.append(
-            (
-                self._written,
-                count,
-                zlib.crc32(payload),
-                self._offset,
-                len(payload),
-                int(ct.min()),
-                int(ct.max()),
-            )
-        )
-        self._offset += len(payload)
-        self._written += count
-        rest = self._pending - count
-        self._pend_t = [ts[count:]] if rest else []
-        self._pend_v = [vs[count:]] if rest else []
-        self._pending = rest
+        cuts = np.searchsorted(ts, self.edges, side="left")
+        counts = np.diff(cuts)
+        self._counts.append(counts)
+        for b in np.flatnonzero(counts).tolist():
+            a, z = int(cuts[b]), int(cuts[b + 1])
+            self._bands[b].add(ts[a:z], vs[a:z])
 
     def finish(self) -> None:
-        if self._pending:
-            self._flush(self._pending)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
+        """Write the chunks file: header, then every band's spool in band order."""
+        base_pos = base_off = 0
+        with open(self.path, "wb") as out:
+            out.write(_CHUNKS_HEADER)
+            base_off = len(_CHUNKS_HEADER)
+            for band in self._bands:
+                band.finish()
+                for start, count, crc, off, length, cmin, cmax in band.chunks:
+                    self.chunks.append(
+                        (start + base_pos, count, crc, off + base_off, length, cmin, cmax)
+                    )
+                if band.size:
+                    with open(band.path, "rb") as spool:
+                        shutil.copyfileobj(spool, out, 1 << 20)
+                    band.path.unlink()
+                base_pos += band.written
+                base_off += band.size
+            out.flush()
+            os.fsync(out.fileno())
+        nb, n = len(self._bands), len(self.labels)
+        counts = (
+            np.stack(self._counts, axis=1) if n else np.zeros((nb, 0), dtype=np.int64)
+        )  # [band, series]
+        self.starts = np.zeros(nb * n + 1, dtype=np.uint64)
+        np.cumsum(counts.ravel(), out=self.starts[1:])
 
     def abort(self) -> None:
-        self._fh.close()
+        for band in self._bands:
+            band.close()
+            band.path.unlink(missing_ok=True)
 
 
 def write_block(
@@ -322,17 +387,18 @@ def write_block(
         write_index(
             tmp / INDEX_FILE,
             writer.labels,
-            np.asarray(writer.starts, dtype=np.uint64),
+            writer.starts,
             np.asarray(writer.smint, dtype=np.int64),
             np.asarray(writer.smaxt, dtype=np.int64),
             chunks,
+            writer.edges,
         )
         meta = BlockMeta(
             ulid=ulid,
             mint=mint,
             maxt=maxt,
             num_series=len(writer.labels),
-            num_samples=writer.starts[-1],
+            num_samples=int(writer.starts[-1]),
             num_chunks=len(writer.chunks),
             level=level,
             sources=tuple(sources) or (ulid,),
@@ -394,6 +460,22 @@ class Block:
             )
         )
         self._chunk_start_list = self.chunk_start.tolist()
+        # Time bands: band b holds the samples in [band_edges[b], band_edges[b+1]).
+        edges = index.band_edges
+        if edges is None:  # a version-1 block: one band
+            edges = np.array([meta.mint, meta.maxt + 1], dtype=np.int64)
+        self.band_edges = edges.astype(np.int64)
+        self.num_bands = int(self.band_edges.size) - 1
+        # Decoded chunks land in one per-block arena when the cache can hold the
+        # whole block (see `_chunk`); positions there are the block's own.
+        self._arena: tuple[np.ndarray, np.ndarray] | None = None
+        self._arena_lock = threading.Lock()
+        total = int(index.sample_starts[-1]) if index.num_series else 0
+        self._arena_samples = total
+        self._use_arena = (
+            self._cache is not None
+            and 0 < total * ARENA_BYTES_PER_SAMPLE <= self._cache.max_bytes // 2
+        )
 
     @classmethod
     def open(cls, path: Path, *, cache: ChunkCache | None = None) -> Block:
@@ -493,7 +575,14 @@ class Block:
 
     def _chunk(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Chunk `i` through the cache: read-only arrays, possibly shared; the caller
-        must hold the block open (a querier)."""
+        must hold the block open (a querier).
+
+        With an arena, a decoded chunk is copied into its slot of two block-sized
+        arrays and the cache keeps views of that slot, so a read touching many
+        chunks finds them already side by side (`arena_of`) instead of
+        concatenating them. The cache evicts an arena's chunks together and then
+        drops the arena (`_drop_arena`); views handed out keep it alive until
+        their readers are done."""
         cache = self._cache
         if cache is None:
             return self.read_chunk(i)
@@ -501,7 +590,43 @@ class Block:
         if hit is not None:
             return hit
         ts, vs = self.read_chunk(i)
-        cache.put(self._cache_owner, i, ts, vs)
+        if not self._use_arena:
+            cache.put(self._cache_owner, i, ts, vs)
+            return ts, vs
+        with self._arena_lock:
+            arena = self._arena
+            if arena is None:
+                arena = self._arena = _new_arena(self._arena_samples)
+        a = self._chunk_start_list[i]
+        b = a + ts.size
+        # Another reader may be copying the same chunk into the same slot: both
+        # write the same bytes.
+        arena[0][a:b] = ts
+        arena[1][a:b] = vs
+        ts, vs = arena[0][a:b], arena[1][a:b]
+        cache.put(self._cache_owner, i, ts, vs, on_evict=self._drop_arena)
+        return ts, vs
+
+    def _drop_arena(self) -> None:
+        with self._arena_lock:
+            self._arena = None
+
+    def arena_of(
+        self, parts: Sequence[tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The arena all of `parts` (from `_chunk`) are views of, as read-only
+        block-sized arrays; None when they are not all from one arena."""
+        if not parts:
+            return None
+        ts0, vs0 = parts[0][0].base, parts[0][1].base
+        if ts0 is None or vs0 is None or ts0.size != self._arena_samples:
+            return None
+        for t, v in parts:
+            if t.base is not ts0 or v.base is not vs0:
+                return None
+        ts, vs = ts0.view(), vs0.view()
+        ts.flags.writeable = False
+        vs.flags.writeable = False
         return ts, vs
 
     def verify(self) -> None:
@@ -510,23 +635,30 @@ class Block:
             self.read_chunk(i)
 
     def iter_series(self) -> Iterator[SeriesData]:
-        """All series in label order, decoding chunk by chunk (bounded memory)."""
+        """All series in label order, decoding chunk by chunk (bounded memory: one
+        chunk per time band)."""
         self._acquire()
         try:
             idx = self.index
-            starts = idx.sample_starts
-            buf_t, buf_v, buf_start, next_chunk = _EMPTY_T, _EMPTY_V, 0, 0
-            for sid in range(idx.num_series):
-                lo, hi = int(starts[sid]), int(starts[sid + 1])
-                while buf_start + buf_t.size < hi:
-                    t, v = self.read_chunk(next_chunk)
-                    next_chunk += 1
-                    keep = lo - buf_start
-                    buf_t = np.concatenate((buf_t[keep:], t)) if keep < buf_t.size else t
-                    buf_v = np.concatenate((buf_v[keep:], v)) if keep < buf_v.size else v
-                    buf_start = int(idx.chunks[next_chunk - 1]["start"]) + t.size - buf_t.size
-                a, b = lo - buf_start, hi - buf_start
-                yield SeriesData(idx.labels(sid), buf_t[a:b], buf_v[a:b])
+            n, starts = idx.num_series, idx.sample_starts.astype(np.int64)
+            counts = np.diff(starts).reshape(self.num_bands, n) if n else None
+            cursors: dict[int, _RunCursor] = {}
+            for sid in range(n):
+                t_parts, v_parts = [], []
+                assert counts is not None
+                for b in np.flatnonzero(counts[:, sid]).tolist():
+                    cursor = cursors.get(b)
+                    if cursor is None:
+                        cursor = cursors[b] = _RunCursor(self)
+                    lo = int(starts[b * n + sid])
+                    t, v = cursor.run(lo, lo + int(counts[b, sid]))
+                    t_parts.append(t)
+                    v_parts.append(v)
+                if len(t_parts) == 1:
+                    yield SeriesData(idx.labels(sid), t_parts[0], v_parts[0])
+                elif t_parts:
+                    ts, vs = np.concatenate(t_parts), np.concatenate(v_parts)
+                    yield SeriesData(idx.labels(sid), ts, vs)
         finally:
             self._release()
 
@@ -539,6 +671,22 @@ class Block:
 _FEW_RUNS = 48
 # Selections of at most this many series are read series by series.
 _FEW_SERIES = 16
+# A block's arena (timestamps + values) costs this per sample.
+ARENA_BYTES_PER_SAMPLE = 16
+
+
+def _new_arena(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two block-sized arrays in anonymous memory that is committed only where
+    chunks are written, and without transparent huge pages: a 2 MiB page per
+    touched chunk would make a sparsely filled arena cost far more than the cache
+    counts for it. Unmapped when the last view of it is gone."""
+    arrays = []
+    for dtype in (np.int64, np.float64):
+        mem = mmap.mmap(-1, max(1, n) * 8)
+        if hasattr(mmap, "MADV_NOHUGEPAGE"):
+            mem.madvise(mmap.MADV_NOHUGEPAGE)
+        arrays.append(np.frombuffer(mem, dtype=dtype, count=n))
+    return arrays[0], arrays[1]
 
 
 def segmented_search(
@@ -569,6 +717,37 @@ def segmented_search(
     return lo
 
 
+class _RunCursor:
+    """Reads ascending runs of sample positions, decoding each chunk once (fresh
+    arrays, no cache): one per time band while a block streams out in series
+    order."""
+
+    def __init__(self, block: Block) -> None:
+        self._block = block
+        self._t, self._v = _EMPTY_T, _EMPTY_V
+        self._start = 0  # block position of self._t[0]
+
+    def run(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Samples at positions [lo, hi) (hi > lo)."""
+        block, first_of = self._block, self._block._chunk_start_list
+        end = self._start + self._t.size
+        if lo < self._start or lo >= end:  # nothing buffered is needed
+            c = bisect.bisect_right(first_of, lo) - 1
+            self._t, self._v = block.read_chunk(c)
+            self._start = first_of[c]
+        elif lo > self._start:
+            keep = lo - self._start
+            self._t, self._v, self._start = self._t[keep:], self._v[keep:], lo
+        while self._start + self._t.size < hi:
+            # The buffer ends where a chunk starts: append that chunk.
+            c = bisect.bisect_right(first_of, self._start + self._t.size) - 1
+            t, v = block.read_chunk(c)
+            self._t = np.concatenate((self._t, t))
+            self._v = np.concatenate((self._v, v))
+        a, b = lo - self._start, hi - self._start
+        return self._t[a:b], self._v[a:b]
+
+
 class BlockQuerier:
     """Storage `Querier` over one block. Not thread-safe; one per thread."""
 
@@ -584,26 +763,43 @@ class BlockQuerier:
             ids = ids[(idx.series_mint[ids] <= maxt) & (idx.series_maxt[ids] >= mint)]
         return ids
 
+    def _bands(self, mint: int, maxt: int) -> range:
+        """The time bands overlapping [mint, maxt]."""
+        edges, nb = self._block.band_edges, self._block.num_bands
+        b0 = max(0, int(np.searchsorted(edges, mint, side="right")) - 1)
+        b1 = min(nb - 1, int(np.searchsorted(edges, maxt, side="right")) - 1)
+        return range(b0, b1 + 1)
+
     def _read(self, ids: np.ndarray, mint: int, maxt: int) -> list[SeriesData]:
         """Decode the chunks holding `ids` (ascending) in [mint, maxt], then cut every
         series' in-range samples out of them with whole-array operations: per series
-        only a slice and a `SeriesData` are made in Python. The work is proportional
-        to the chunks touched, not to the block's size."""
+        only a slice and a `SeriesData` are made in Python. Only the time bands
+        overlapping the range are read, and the work is proportional to the chunks
+        touched, not to the block's size."""
         block, idx = self._block, self._block.index
         if ids.size == 0:
             return []
         if ids.size <= _FEW_SERIES:
             return self._read_few(ids, mint, maxt)
-        cstart, ccount = block.chunk_start, block.chunk_count
+        bands = self._bands(mint, maxt)
+        if len(bands) == 0:
+            return []
+        n, m = idx.num_series, ids.size
         starts = idx.sample_starts
-        lo = starts[ids].astype(np.int64)
-        hi = starts[ids + 1].astype(np.int64)
-        first = np.searchsorted(cstart, lo, side="right") - 1
-        last = np.searchsorted(cstart, hi - 1, side="right") - 1
-        # Every chunk in first..last of some chosen series, once, ascending, kept if
-        # it overlaps the range (a chunk's time bounds cover every series in it, so
-        # a chunk kept for one series may hold nothing in range for another: the
-        # time cut below handles that).
+        # One run per (band, series), band-major: ascending block positions.
+        run_ids = (np.arange(bands.start, bands.stop, dtype=np.int64)[:, None] * n + ids).ravel()
+        lo = starts[run_ids].astype(np.int64)
+        hi = starts[run_ids + 1].astype(np.int64)
+        nonempty = hi > lo
+        if not nonempty.any():
+            return []
+        cstart = block.chunk_start
+        first = np.searchsorted(cstart, lo[nonempty], side="right") - 1
+        last = np.searchsorted(cstart, hi[nonempty] - 1, side="right") - 1
+        # Every chunk in first..last of some run, once, ascending, kept if it
+        # overlaps the range (a chunk's time bounds cover every run in it, so a
+        # chunk kept for one run may hold nothing in range for another: the time
+        # cut below handles that).
         span = last - first + 1
         if int(span.max()) == 1:
             touched = np.unique(first)
@@ -617,6 +813,79 @@ class BlockQuerier:
         if wanted.size == 0:
             return []
         parts = [block._chunk(c) for c in wanted.tolist()]
+        arena = block.arena_of(parts) if wanted.size == touched.size else None
+        if arena is not None:
+            # Every chunk of every run is in the arena: the block's own positions
+            # index it, nothing is copied.
+            ts, vs = arena
+            fa, fb = lo, hi
+        else:
+            fa, fb, ts, vs = self._concatenated(parts, wanted, lo, hi)
+        if bool(((idx.series_mint[ids] >= mint) & (idx.series_maxt[ids] <= maxt)).all()):
+            i0, i1 = fa, fb  # every chosen series lies wholly in the range
+        else:
+            i0, i1 = self._cut(ts, fa, fb, mint, maxt)
+        labels = idx.labels
+        if len(bands) == 1:
+            return [
+                SeriesData(labels(sid), ts[a:b], vs[a:b])
+                for sid, a, b in zip(ids.tolist(), i0.tolist(), i1.tolist(), strict=True)
+                if b > a
+            ]
+        return self._join_bands(ids, ts, vs, i0.reshape(len(bands), m), i1.reshape(len(bands), m))
+
+    def _join_bands(
+        self, ids: np.ndarray, ts: np.ndarray, vs: np.ndarray, i0: np.ndarray, i1: np.ndarray
+    ) -> list[SeriesData]:
+        """Series whose samples are runs [i0[k, j], i1[k, j]) in bands k = 0, 1, ...:
+        a series with one non-empty run is a slice; the others are gathered band
+        after band into one copy, in one fancy index for all of them."""
+        labels = self._block.index.labels
+        lens = i1 - i0
+        pieces = (lens > 0).sum(axis=0)
+        multi = np.flatnonzero(pieces > 1)
+        out_t: dict[int, np.ndarray] = {}
+        out_v: dict[int, np.ndarray] = {}
+        if multi.size:
+            seg_len = lens[:, multi].T.ravel()  # series-major
+            seg_start = i0[:, multi].T.ravel()
+            total = int(seg_len.sum())
+            before = np.cumsum(seg_len) - seg_len
+            gather = np.repeat(seg_start - before, seg_len) + np.arange(total, dtype=np.int64)
+            gt, gv = ts[gather], vs[gather]
+            gt.flags.writeable = False
+            gv.flags.writeable = False
+            bounds = np.zeros(multi.size + 1, dtype=np.int64)
+            np.cumsum(lens[:, multi].sum(axis=0), out=bounds[1:])
+            for j, a, b in zip(
+                multi.tolist(), bounds[:-1].tolist(), bounds[1:].tolist(), strict=True
+            ):
+                out_t[j], out_v[j] = gt[a:b], gv[a:b]
+        band_of = np.argmax(lens > 0, axis=0)
+        cols = np.arange(ids.size)
+        a_single = i0[band_of, cols].tolist()
+        b_single = i1[band_of, cols].tolist()
+        result = []
+        for j, (sid, count) in enumerate(zip(ids.tolist(), pieces.tolist(), strict=True)):
+            if count == 0:
+                continue
+            if count == 1:
+                a, b = a_single[j], b_single[j]
+                result.append(SeriesData(labels(sid), ts[a:b], vs[a:b]))
+            else:
+                result.append(SeriesData(labels(sid), out_t[j], out_v[j]))
+        return result
+
+    def _concatenated(
+        self,
+        parts: list[tuple[np.ndarray, np.ndarray]],
+        wanted: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The `wanted` chunks' samples back to back, and every series' run in them."""
+        block = self._block
+        cstart = block.chunk_start
         ts = np.concatenate([t for t, _ in parts]) if len(parts) > 1 else parts[0][0]
         vs = np.concatenate([v for _, v in parts]) if len(parts) > 1 else parts[0][1]
         # Views of these are handed out (and may be the cache's own arrays).
@@ -626,7 +895,7 @@ class BlockQuerier:
         # series' samples in skipped chunks are all out of range, so what is left
         # of it in the flat arrays is still one ascending run.
         before = np.zeros(wanted.size + 1, dtype=np.int64)
-        np.cumsum(ccount[wanted], out=before[1:])
+        np.cumsum(block.chunk_count[wanted], out=before[1:])
 
         def flat(p: np.ndarray) -> np.ndarray:
             c = np.searchsorted(cstart, p, side="right") - 1
@@ -634,42 +903,35 @@ class BlockQuerier:
             hit = wanted[np.minimum(w, wanted.size - 1)] == c
             return before[w] + np.where(hit, p - cstart[c], 0)
 
-        fa, fb = flat(lo), flat(hi)
-        if bool(((idx.series_mint[ids] >= mint) & (idx.series_maxt[ids] <= maxt)).all()):
-            i0, i1 = fa, fb  # every chosen series lies wholly in the range
-        else:
-            i0, i1 = self._cut(ts, fa, fb, mint, maxt)
-        labels = idx.labels
-        return [
-            SeriesData(labels(sid), ts[a:b], vs[a:b])
-            for sid, a, b in zip(ids.tolist(), i0.tolist(), i1.tolist(), strict=True)
-            if b > a
-        ]
+        return flat(lo), flat(hi), ts, vs
 
     def _read_few(self, ids: np.ndarray, mint: int, maxt: int) -> list[SeriesData]:
         """`_read` for a handful of series: one by one in Python, which beats the
         fixed cost of the whole-array path's two dozen numpy calls."""
         block, idx = self._block, self._block.index
         starts, rows, first_of = idx.sample_starts, block._chunk_rows, block._chunk_start_list
+        n = idx.num_series
+        bands = self._bands(mint, maxt)
         out = []
         for sid in ids.tolist():
-            lo, hi = int(starts[sid]), int(starts[sid + 1])
-            if hi <= lo:
-                continue
             t_parts, v_parts = [], []
-            c = bisect.bisect_right(first_of, lo) - 1
-            while c < len(rows) and rows[c][0] < hi:
-                start, count, cmin, cmax = rows[c]
-                if cmax >= mint and cmin <= maxt:
-                    t, v = block._chunk(c)
-                    a, b = max(lo, start) - start, min(hi, start + count) - start
-                    t, v = t[a:b], v[a:b]
-                    i0 = int(t.searchsorted(mint, side="left"))
-                    i1 = int(t.searchsorted(maxt, side="right"))
-                    if i1 > i0:
-                        t_parts.append(t[i0:i1])
-                        v_parts.append(v[i0:i1])
-                c += 1
+            for band in bands:
+                lo, hi = int(starts[band * n + sid]), int(starts[band * n + sid + 1])
+                if hi <= lo:
+                    continue
+                c = bisect.bisect_right(first_of, lo) - 1
+                while c < len(rows) and rows[c][0] < hi:
+                    start, count, cmin, cmax = rows[c]
+                    if cmax >= mint and cmin <= maxt:
+                        t, v = block._chunk(c)
+                        a, b = max(lo, start) - start, min(hi, start + count) - start
+                        t, v = t[a:b], v[a:b]
+                        i0 = int(t.searchsorted(mint, side="left"))
+                        i1 = int(t.searchsorted(maxt, side="right"))
+                        if i1 > i0:
+                            t_parts.append(t[i0:i1])
+                            v_parts.append(v[i0:i1])
+                    c += 1
             if not t_parts:
                 continue
             if len(t_parts) == 1:

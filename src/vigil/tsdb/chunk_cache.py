@@ -14,13 +14,20 @@ cannot resurrect them.
 
 Cached arrays are marked read-only (queriers hand out views of them); callers
 must never write to what `get` returns. `max_bytes == 0` disables the cache.
+
+Grouped owners: a block may decode its chunks into one contiguous arena (so a
+query over many chunks reads one array instead of concatenating them) and put
+views of it here with `on_evict`. Such an owner's entries leave together: when
+the LRU order evicts one of them, all of them go and `on_evict()` runs (the block
+then drops its arena), so the arena's memory is never held for chunks the cache
+no longer counts.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 import numpy as np
 
@@ -45,6 +52,7 @@ class ChunkCache:
         self._entries: OrderedDict[tuple[Owner, int], _Entry] = OrderedDict()
         self._by_owner: dict[Owner, set[int]] = {}
         self._dead: set[Owner] = set()
+        self._on_evict: dict[Owner, Callable[[], None]] = {}
         self._bytes = 0
         self.hits = 0
         self.misses = 0
@@ -74,18 +82,29 @@ class ChunkCache:
             self.hits += 1
             return e[0], e[1]
 
-    def put(self, owner: Owner, index: int, ts: np.ndarray, vs: np.ndarray) -> None:
+    def put(
+        self,
+        owner: Owner,
+        index: int,
+        ts: np.ndarray,
+        vs: np.ndarray,
+        on_evict: Callable[[], None] | None = None,
+    ) -> bool:
         """Keep a decoded chunk; marks both arrays read-only. An entry bigger than the
-        whole cache, or one for an invalidated owner, is not kept."""
+        whole cache, or one for an invalidated owner, is not kept (returns False).
+        With `on_evict` the owner is grouped (see the module doc)."""
         ts.flags.writeable = False
         vs.flags.writeable = False
         size = int(ts.nbytes) + int(vs.nbytes) + ENTRY_OVERHEAD_BYTES
         if size > self.max_bytes:
-            return
+            return False
         key = (owner, index)
+        evicted: list[Callable[[], None]] = []
         with self._lock:
             if owner in self._dead:
-                return
+                return False
+            if on_evict is not None:
+                self._on_evict[owner] = on_evict
             old = self._entries.pop(key, None)
             if old is not None:
                 self._bytes -= old[2]
@@ -101,24 +120,40 @@ class ChunkCache:
                     idxs.discard(i)
                     if not idxs:
                         del self._by_owner[o]
+                callback = self._on_evict.pop(o, None)
+                if callback is not None:
+                    self.evictions += self._drop_owner(o)
+                    evicted.append(callback)
+            kept = key in self._entries
+        for callback in evicted:  # outside the lock: callbacks may take their own
+            callback()
+        return kept
+
+    def _drop_owner(self, owner: Owner) -> int:
+        idxs = self._by_owner.pop(owner, set())
+        for i in idxs:
+            e = self._entries.pop((owner, i), None)
+            if e is not None:
+                self._bytes -= e[2]
+        return len(idxs)
 
     def invalidate(self, owner: Owner) -> int:
         """Drop every entry of `owner` and refuse later puts for it; returns how many
         entries were dropped. Owners are never reused, so refusing is safe."""
         with self._lock:
             self._dead.add(owner)
-            idxs = self._by_owner.pop(owner, set())
-            for i in idxs:
-                e = self._entries.pop((owner, i), None)
-                if e is not None:
-                    self._bytes -= e[2]
-            return len(idxs)
+            self._on_evict.pop(owner, None)
+            return self._drop_owner(owner)
 
     def clear(self) -> None:
         with self._lock:
+            callbacks = list(self._on_evict.values())
             self._entries.clear()
             self._by_owner.clear()
+            self._on_evict.clear()
             self._bytes = 0
+        for callback in callbacks:
+            callback()
 
     def stats(self) -> dict[str, int]:
         with self._lock:

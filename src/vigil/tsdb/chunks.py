@@ -84,7 +84,9 @@ def _shuffle(u: np.ndarray) -> bytes:
 
 def _unshuffle(buf: bytes | memoryview, n: int) -> np.ndarray:
     planes = np.frombuffer(buf, dtype=np.uint8, count=8 * n).reshape(8, n)
-    return np.ascontiguousarray(planes.T).view(_U64).reshape(n)
+    # Always a fresh, writable array: for n == 1 the transpose is contiguous
+    # already and ascontiguousarray would return the read-only buffer view.
+    return planes.T.copy(order="C").view(_U64).reshape(n)
 
 
 def _delta_step(ts: np.ndarray) -> tuple[np.ndarray, int]:

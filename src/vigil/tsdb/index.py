@@ -32,7 +32,9 @@ from vigil.model.matchers import Matcher, MatchType
 from vigil.tsdb.postings import intersect_sorted, subtract_sorted
 
 INDEX_MAGIC = b"VGLINDEX"
-INDEX_VERSION = 1
+INDEX_VERSION = 2
+# Version 1 is version 2 without time bands: one band covering the block.
+_READABLE_VERSIONS = (1, 2)
 
 SEC_SYMBOLS = 1
 SEC_SERIES = 2
@@ -106,12 +108,16 @@ def write_index(
     series_mint: np.ndarray,
     series_maxt: np.ndarray,
     chunks: np.ndarray,
+    band_edges: np.ndarray | None = None,
 ) -> None:
     """Write and fsync the index for series `labels` (sorted, unique).
 
-    `sample_starts` has len(labels)+1 entries (CSR offsets into the block's samples),
-    `series_mint`/`series_maxt` the per-series time bounds, `chunks` a CHUNK_DTYPE
-    array in sample order.
+    The block's samples are ordered by time band, then series, then time:
+    `band_edges` (nb+1 ascending ms; band b is [edges[b], edges[b+1])) and
+    `sample_starts` with nb*len(labels)+1 entries, where series i's samples in band
+    b are positions [sample_starts[b*n+i], sample_starts[b*n+i+1]). Without
+    `band_edges` there is one band (the whole block). `series_mint`/`series_maxt`
+    are the per-series time bounds, `chunks` a CHUNK_DTYPE array in sample order.
     """
     symset: set[str] = set()
     for ls in labels:
@@ -154,6 +160,7 @@ def write_index(
                 np.asarray(sample_starts, dtype="<u8"),
                 np.asarray(series_mint, dtype="<i8"),
                 np.asarray(series_maxt, dtype="<i8"),
+                *([] if band_edges is None else [np.asarray(band_edges, dtype="<i8")]),
             ]
         ),
         SEC_POSTINGS: _pack_arrays([p_names[heads], p_values[heads], p_start, p_ids]),
@@ -184,13 +191,15 @@ class IndexReader:
     def __init__(self, data: bytes) -> None:
         raw = self._sections(data)
         sym_off, blob = _unpack_arrays(raw[SEC_SYMBOLS], "symbols")
-        (
-            self.label_start,
-            self.pairs,
-            self.sample_starts,
-            self.series_mint,
-            self.series_maxt,
-        ) = _unpack_arrays(raw[SEC_SERIES], "series")
+        series = _unpack_arrays(raw[SEC_SERIES], "series")
+        if len(series) not in (5, 6):
+            raise IndexFormatError(f"series: {len(series)} arrays, expected 5 or 6")
+        self.label_start, self.pairs, self.sample_starts, self.series_mint, self.series_maxt = (
+            series[:5]
+        )
+        # Time bands (see write_index); None: one band, the whole block.
+        self.band_edges: np.ndarray | None = series[5] if len(series) == 6 else None
+        self.num_bands = 1 if self.band_edges is None else int(self.band_edges.size) - 1
         self._pnames, self._pvalues, self._pstart, self._pids = _unpack_arrays(
             raw[SEC_POSTINGS], "postings"
         )
@@ -221,7 +230,7 @@ class IndexReader:
         magic, version, count = _FILE_HEADER.unpack_from(data)
         if magic != INDEX_MAGIC:
             raise IndexFormatError(f"bad magic {magic!r} (not a Vigil index)")
-        if version != INDEX_VERSION:
+        if version not in _READABLE_VERSIONS:
             raise IndexFormatError(f"unsupported index version {version}")
         table_end = _FILE_HEADER.size + _SECTION_ENTRY.size * count
         if count > 64 or len(data) < table_end + 4:
@@ -249,8 +258,15 @@ class IndexReader:
 
     def _validate(self) -> None:
         n, nsym = self.num_series, len(self.symbols)
-        if n < 0 or self.sample_starts.size != n + 1 or self.series_mint.size != n:
+        if self.num_bands < 1:
+            raise IndexFormatError("series: no time bands")
+        if self.band_edges is not None and bool(np.any(np.diff(self.band_edges) <= 0)):
+            raise IndexFormatError("series: time band edges not ascending")
+        runs = self.num_bands * n + 1
+        if n < 0 or self.sample_starts.size != runs or self.series_mint.size != n:
             raise IndexFormatError("series: table sizes disagree")
+        if bool(np.any(self.sample_starts[1:] < self.sample_starts[:-1])):
+            raise IndexFormatError("series: sample offsets not ascending")
         if self.series_maxt.size != n or int(self.label_start[-1]) * 2 != self.pairs.size:
             raise IndexFormatError("series: label table sizes disagree")
         if self.pairs.size and int(self.pairs.max()) >= nsym:
