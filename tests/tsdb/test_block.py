@@ -127,10 +127,20 @@ MATCHERS = [
 ]
 
 
+@pytest.mark.parametrize("few", [0, 10**9], ids=["postings", "per-series"])
 @pytest.mark.parametrize("matchers", MATCHERS, ids=lambda ms: ",".join(map(str, ms)))
 def test_select_matches_memory_storage(
-    tmp_path: Path, small_chunks: None, matchers: list[Matcher]
+    tmp_path: Path,
+    small_chunks: None,
+    matchers: list[Matcher],
+    few: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # `few`: candidates below which matchers are checked series by series, so
+    # both ways of evaluating the later matchers are compared.
+    from vigil.tsdb import index as index_mod
+
+    monkeypatch.setattr(index_mod, "_FEW_CANDIDATES", few)
     series = make_series(2)
     mem = to_memory(series).querier(*ALL)
     with Block.open(write_block(tmp_path, series, T0, T0 + 10**10)) as b:

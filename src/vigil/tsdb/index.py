@@ -59,6 +59,8 @@ CHUNK_DTYPE = np.dtype(
 _ALLOWED_DTYPES = {"<u4", "<u8", "<i8", "|u1", CHUNK_DTYPE.descr.__repr__()}
 
 _EMPTY_IDS = np.empty(0, dtype=np.int64)
+# Below this many candidate series, matchers are checked series by series.
+_FEW_CANDIDATES = 64
 
 
 class IndexFormatError(ValueError):
@@ -317,10 +319,11 @@ class IndexReader:
             return _EMPTY_IDS
         lo, hi = int(self._pstart[first]), int(self._pstart[stop])
         lengths = np.diff(self._pstart[first : stop + 1].astype(np.int64)).astype(np.int64)
-        ids = self._pids[lo:hi][np.repeat(take, lengths)]
+        ids = self._pids[lo:hi][np.repeat(take, lengths)].astype(np.int64)
         if int(take.sum()) > 1:
-            ids = np.unique(ids)
-        return ids.astype(np.int64)
+            # A series has one value per name: the rows' postings are disjoint.
+            ids.sort()
+        return ids
 
     def _matcher_ids(self, m: Matcher) -> tuple[bool, np.ndarray]:
         """(positive, ids): the series matching `m`, or if not positive, those excluded."""
@@ -342,10 +345,25 @@ class IndexReader:
         return True, self._union_rows(first, stop, hits)
 
     def select_ids(self, matchers: Sequence[Matcher]) -> np.ndarray:
-        """Ascending int64 ids of series matching every matcher (all series if none)."""
+        """Ascending int64 ids of series matching every matcher (all series if none).
+
+        Equality matchers go first (one bisection each); once the candidates are
+        few, the remaining matchers are checked against each candidate's own label
+        value instead of through the postings of every value they accept."""
         pos: np.ndarray | None = None
         negs = []
-        for m in matchers:
+        ordered = sorted(matchers, key=lambda m: not (m.type is MatchType.EQUAL and m.value != ""))
+        for k, m in enumerate(ordered):
+            if pos is not None and pos.size <= _FEW_CANDIDATES:
+                rest = ordered[k:]
+                labels = self.labels
+                keep = [
+                    sid
+                    for sid in pos.tolist()
+                    if all(r.matches(labels(sid).get(r.name)) for r in rest)
+                ]
+                pos = np.array(keep, dtype=np.int64)
+                break
             positive, ids = self._matcher_ids(m)
             if positive:
                 pos = ids if pos is None else intersect_sorted(pos, ids)
