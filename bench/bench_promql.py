@@ -5,10 +5,11 @@ gauges, histogram buckets). It is written once and loaded once per server into
 WORKDIR, and reused by later runs (each load leaves a `.done` marker; delete
 WORKDIR to start over): `vigil import`, `promtool tsdb create-blocks-from
 openmetrics`, and VictoriaMetrics' /api/v1/import/prometheus (when the
-`victoria-metrics` binary is installed). The servers then run one at a time on
-their copy and each dashboard-style query is timed through the HTTP API as an
-instant query at the end of the data and as range queries over the whole 6 h at
-15 s and 60 s steps: one warm-up, then the median of --runs.
+`victoria-metrics` binary is installed). The servers then run side by side on
+their copy, taking turns for every timed run (a slow spell of a shared machine
+then hits all of them alike), and each dashboard-style query is timed through the
+HTTP API as an instant query at the end of the data and as range queries over the
+whole 6 h at 15 s and 60 s steps: one warm-up, then the median of --runs.
 
 Usage: python bench/bench_promql.py WORKDIR [--series 10000] [--runs 5]
     [--only SUBSTRING ...] [--modes instant,range 15s]
@@ -175,25 +176,38 @@ def _wait_quiet(srv: peers.Server, limit_s: float = 180.0) -> float:
     return time.monotonic() - started
 
 
-def time_server(
-    srv: peers.Server, meta: dict[str, int], runs: int, modes: list[tuple[str, dict[str, Any]]]
-) -> dict[tuple[str, str], tuple[float, int]]:
-    """(query name, mode) -> (median seconds, series in the answer)."""
-    out: dict[tuple[str, str], tuple[float, int]] = {}
-    with httpx.Client(timeout=600) as client:
+def time_servers(
+    servers: list[peers.Server], runs: int, modes: list[tuple[str, dict[str, Any]]]
+) -> dict[str, dict[tuple[str, str], tuple[float, int]]]:
+    """server -> (query name, mode) -> (median seconds, series in the answer).
+
+    All servers run at once and take turns: every run of a query asks each server
+    once, one after the other, so a slow spell of a shared machine hits all of
+    them alike instead of whichever server happened to be running then."""
+    out: dict[str, dict[tuple[str, str], tuple[float, int]]] = {s.name: {} for s in servers}
+    clients = {s.name: httpx.Client(timeout=600) for s in servers}
+    try:
         for name, expr in QUERIES:
             for mode, extra in modes:
                 path = "/api/v1/query" if mode == "instant" else "/api/v1/query_range"
                 params = {"query": expr, **extra}
-                _time_one(client, srv.url, path, params)  # warm-up
-                times, n = [], 0
+                times: dict[str, list[float]] = {s.name: [] for s in servers}
+                counts: dict[str, int] = {}
+                for srv in servers:
+                    _time_one(clients[srv.name], srv.url, path, params)  # warm-up
                 for _ in range(runs):
-                    t, n = _time_one(client, srv.url, path, params)
-                    times.append(t)
-                out[(name, mode)] = (statistics.median(times), n)
-                _step(
-                    f"{srv.name:>16} {mode:>10} {statistics.median(times) * 1000:9.1f} ms  {name}"
-                )
+                    for srv in servers:
+                        t, counts[srv.name] = _time_one(clients[srv.name], srv.url, path, params)
+                        times[srv.name].append(t)
+                line = []
+                for srv in servers:
+                    med = statistics.median(times[srv.name])
+                    out[srv.name][(name, mode)] = (med, counts[srv.name])
+                    line.append(f"{srv.name} {med * 1000:.1f}")
+                _step(f"{mode:>10} {name}: " + ", ".join(line) + " ms")
+    finally:
+        for c in clients.values():
+            c.close()
     return out
 
 
@@ -269,18 +283,20 @@ def main() -> int:
     if args.modes:
         wanted = {m.strip() for m in args.modes.split(",")}
         modes = [m for m in modes if m[0] in wanted]
-    results: dict[str, dict[tuple[str, str], tuple[float, int]]] = {}
-    for name, directory, start, ready in servers:
-        srv = start(directory)
-        try:
+    running: list[peers.Server] = []
+    try:
+        for name, directory, start, ready in servers:
+            srv = start(directory)
+            running.append(srv)
             srv.wait_ready(ready, timeout=300)
             settled = _wait_quiet(srv)
             _step(
                 f"{name} up (RSS {srv.rss_bytes() / 2**20:.0f} MiB; "
                 f"startup work such as compaction done after {settled:.0f} s)"
             )
-            results[name] = time_server(srv, meta, args.runs, modes)
-        finally:
+        results = time_servers(running, args.runs, modes)
+    finally:
+        for srv in running:
             srv.stop()
 
     names = list(results)
