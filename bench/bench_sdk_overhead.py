@@ -74,6 +74,9 @@ if variant in ("metrics", "sdk", "access", "tracing"):
 if variant == "tracing":
     from vigil.sdk.tracing import setup_tracing
     setup_tracing("bench", endpoint=os.environ["OTLP_ENDPOINT"], app=app)
+if os.environ.get("BENCH_GC_FREEZE"):
+    import gc
+    gc.freeze()
 """
 
 

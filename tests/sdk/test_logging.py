@@ -29,6 +29,8 @@ def logger() -> Iterator[tuple[logging.Logger, io.StringIO]]:
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:
+    for h in logging.getLogger("vigil-test").handlers:
+        h.flush()  # setup_logging buffers lines by default
     return [json.loads(x) for x in stream.getvalue().splitlines()]
 
 
@@ -200,3 +202,46 @@ def test_json_lines_for_values_orjson_refuses_and_timestamps_across_seconds() ->
     record.huge = {1: "non-str keys", "nested": ["ü"]}
     line = fmt.format(record)
     assert "ü" in line and json.loads(line)["huge"] == {"1": "non-str keys", "nested": ["ü"]}
+
+
+def test_buffered_handler_writes_off_the_caller_and_never_raises() -> None:
+    stream = io.StringIO()
+    log = sdk.setup_logging(
+        service="s", stream=stream, logger="vigil-buffered", flush_interval=0.05
+    )
+    log.propagate = False
+    try:
+        log.info("one", extra={"k": 1})
+        assert stream.getvalue() == ""  # buffered: nothing written on the caller's thread
+        deadline = time.monotonic() + 5
+        while not stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the writer thread flushes within flush_interval
+        (line,) = stream.getvalue().splitlines()
+        assert json.loads(line)["message"] == "one" and json.loads(line)["k"] == 1
+
+        class Broken(io.StringIO):
+            def write(self, s: str) -> int:
+                raise OSError(28, "No space left on device")
+
+        handler = log.handlers[0]
+        assert isinstance(handler, sdk.logging.BufferedJsonHandler)
+        handler.writer.stream = Broken()
+        log.info("two")
+        handler.flush()  # the write fails inside the writer, not in the application
+        assert handler.writer.stats()["dropped_error"] == 1
+    finally:
+        for h in list(log.handlers):
+            log.removeHandler(h)
+            h.close()
+
+
+def test_unbuffered_handler_writes_at_once() -> None:
+    stream = io.StringIO()
+    log = sdk.setup_logging(service="s", stream=stream, logger="vigil-unbuffered", buffered=False)
+    log.propagate = False
+    try:
+        log.warning("now")
+        assert json.loads(stream.getvalue())["message"] == "now"
+    finally:
+        for h in list(log.handlers):
+            log.removeHandler(h)

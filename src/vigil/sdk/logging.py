@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from vigil.sdk import context
+from vigil.sdk.line_writer import LineWriter
 
 try:  # a declared dependency; the stdlib fallback keeps the formatter importable
     import orjson
@@ -91,8 +92,19 @@ if orjson is not None:
         except TypeError:  # e.g. an int beyond 64 bits: json handles what orjson refuses
             return _dumps_stdlib(entry)
 
+    def dumps_bytes(entry: dict[str, Any]) -> bytes:
+        """`dumps` as UTF-8 bytes, without a decode/encode round trip."""
+        try:
+            return orjson.dumps(entry, default=_default, option=_ORJSON_OPTIONS)
+        except TypeError:
+            return _dumps_stdlib(entry).encode()
+
 else:  # pragma: no cover - depends on the environment
     dumps = _dumps_stdlib
+
+    def dumps_bytes(entry: dict[str, Any]) -> bytes:
+        return _dumps_stdlib(entry).encode()
+
 
 _request_id = context.request_id_var.get
 _user_id = context.user_id_var.get
@@ -159,6 +171,60 @@ class JsonFormatter(logging.Formatter):
         return dumps(self.to_dict(record))
 
 
+class BufferedJsonHandler(logging.Handler):
+    """A logging handler that formats each record in the logging thread (so the
+    request and trace ids of its context are right) and hands the line to a
+    :class:`~vigil.sdk.line_writer.LineWriter`: no ``write``, ``flush`` or handler
+    lock per record; a background thread writes the lines out within
+    ``flush_interval`` seconds. Bounded: past ``max_buffer_bytes`` lines are dropped
+    and counted (``handler.writer.stats()``), never blocking the application.
+    ``flush()`` and ``close()`` (also run by ``logging.shutdown`` at exit) write
+    what is buffered.
+    """
+
+    def __init__(
+        self,
+        stream: IO[str] | IO[bytes] | None = None,
+        level: int | str = logging.NOTSET,
+        *,
+        flush_interval: float = 0.1,
+        max_buffer_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        super().__init__(level)
+        self.writer = LineWriter(
+            stream, flush_interval=flush_interval, max_buffer_bytes=max_buffer_bytes
+        )
+        self.writer.what = "JSON log"
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        # Handler.handle would take the handler lock around emit; the writer is
+        # thread-safe, so the lock would only serialize the formatting.
+        rv = self.filter(record)
+        if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may replace it
+            record = rv
+        if rv:
+            self.emit(record)
+        return bool(rv)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fmt = self.formatter
+            if isinstance(fmt, JsonFormatter):
+                line = dumps_bytes(fmt.to_dict(record))
+            else:
+                line = self.format(record).encode()
+            self.writer.write_line(line)
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+        super().close()
+
+
 def setup_logging(
     service: str = "",
     level: int | str = logging.INFO,
@@ -168,6 +234,8 @@ def setup_logging(
     handlers: Iterable[logging.Handler] = (),
     logger: str | None = None,
     replace: bool = True,
+    buffered: bool = True,
+    flush_interval: float = 0.1,
 ) -> logging.Logger:
     """Send ``logger`` (default: root) to ``stream`` (default stderr) as JSON lines.
 
@@ -181,6 +249,11 @@ def setup_logging(
         logger: name of the logger to configure; ``None`` is the root logger.
         replace: remove the logger's existing handlers first, so calling this twice
             does not print every line twice.
+        buffered: write through a :class:`BufferedJsonHandler` (lines reach the
+            stream within ``flush_interval`` seconds, and at exit) instead of a
+            ``StreamHandler`` that writes and flushes every record on the caller's
+            thread. A process killed with SIGKILL loses at most the last
+            ``flush_interval`` of lines.
 
     Returns the configured logger.
     """
@@ -190,7 +263,11 @@ def setup_logging(
     if replace:
         for old in list(target.handlers):
             target.removeHandler(old)
-    console = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    console: logging.Handler
+    if buffered:
+        console = BufferedJsonHandler(stream, flush_interval=flush_interval)
+    else:
+        console = logging.StreamHandler(stream if stream is not None else sys.stderr)
     console.setFormatter(formatter)
     target.addHandler(console)
     for extra in handlers:
