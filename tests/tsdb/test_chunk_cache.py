@@ -328,3 +328,53 @@ def test_tsdb_cache_disabled(tmp_path: Path) -> None:
     assert got and got[0].timestamps[0] == 0
     assert db.chunk_cache.bytes == 0 and db.chunk_cache.hits == 0
     db.close()
+
+
+def test_arena_reads_equal_plain_reads_and_leave_with_their_group(
+    tmp_path: Path, small_chunks: None
+) -> None:
+    """Blocks that fit half the cache decode into an arena; two such blocks that
+    together overflow the cache evict each other's arenas whole, and every answer
+    stays equal to an uncached read."""
+    a_path = write_block(tmp_path, make_series(5), T0, T0 + 10**10)
+    b_path = write_block(tmp_path, make_series(6), T0, T0 + 10**10)
+    with Block.open(a_path) as probe:
+        block_bytes = probe._arena_samples * block_mod.ARENA_BYTES_PER_SAMPLE
+    # Each block alone is eligible (<= half the cache); both together do not fit.
+    cache = ChunkCache(int(block_bytes * 2.2) + 64 * ENTRY_OVERHEAD_BYTES)
+    arena_reads = []
+    with (
+        Block.open(a_path) as plain_a,
+        Block.open(b_path) as plain_b,
+        Block.open(a_path, cache=cache) as a,
+        Block.open(b_path, cache=cache) as b,
+    ):
+        assert a._use_arena and b._use_arena
+        pairs = [(plain_a.querier(*ALL), a.querier(*ALL)), (plain_b.querier(*ALL), b.querier(*ALL))]
+        rng = np.random.default_rng(9)
+        for i in range(40):
+            qp, qc = pairs[i % 2]
+            mint, maxt = sorted(int(x) for x in rng.integers(T0 - 100, T0 + 4 * 10**7, 2))
+            for matchers in ([], MATCHERS[1], MATCHERS[7]):
+                assert_same(qc.select(matchers, mint, maxt), qp.select(matchers, mint, maxt))
+            arena_reads.append(a._arena is not None or b._arena is not None)
+        for qp, qc in pairs:
+            qp.close()
+            qc.close()
+        assert any(arena_reads)
+        assert cache.stats()["evictions"] > 0 and cache.bytes <= cache.max_bytes
+
+
+def test_grouped_owner_is_evicted_whole_and_told() -> None:
+    cache = ChunkCache(6 * entry_bytes(10))
+    dropped: list[str] = []
+    for i in range(3):
+        cache.put("arena", i, np.arange(10), np.zeros(10), on_evict=lambda: dropped.append("a"))
+    for i in range(3):
+        cache.put("plain", i, np.arange(10), np.zeros(10))
+    assert dropped == [] and len(cache) == 6
+    cache.put("plain", 3, np.arange(10), np.zeros(10))  # over budget: the LRU is "arena"
+    assert dropped == ["a"]
+    assert all(cache.get("arena", i) is None for i in range(3))
+    assert all(cache.get("plain", i) is not None for i in range(4))
+    assert cache.bytes == 4 * entry_bytes(10)
