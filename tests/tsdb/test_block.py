@@ -349,3 +349,27 @@ def test_few_series_path_equals_whole_array_path(
                     assert not x.timestamps.flags.writeable and not x.values.flags.writeable
         finally:
             q.close()
+
+
+def test_series_lists_say_truly_where_their_samples_lie(tmp_path: Path) -> None:
+    """When a read hands back a `SeriesList`, its flat arrays and offsets are
+    exactly the series' samples back to back (the engine uses them as they are)."""
+    from vigil.storage.interface import SeriesList
+
+    series = make_series(8)
+    seen = 0
+    with Block.open(write_block(tmp_path, series, T0, T0 + 10**10)) as b:
+        q = b.querier(*ALL)
+        for matchers in MATCHERS:
+            for mint, maxt in [ALL, (T0 + 3_000_000, T0 + 9_000_000)]:
+                got = q.select(matchers, mint, maxt)
+                if not isinstance(got, SeriesList):
+                    continue
+                seen += 1
+                assert got.offsets.tolist() == [0, *np.cumsum([len(s.timestamps) for s in got])]
+                want_t = np.concatenate([s.timestamps for s in got])
+                want_v = np.concatenate([s.values for s in got])
+                assert np.array_equal(got.flat_timestamps, want_t)
+                assert np.array_equal(got.flat_values.view(np.int64), want_v.view(np.int64))
+        q.close()
+    assert seen > 0

@@ -28,7 +28,7 @@ from vigil.promql.eval_types import (
     count_le,
 )
 from vigil.promql.parser import ast
-from vigil.storage.interface import Queryable, SelectHints, SeriesData
+from vigil.storage.interface import Queryable, SelectHints, SeriesData, SeriesList
 
 
 @dataclass
@@ -90,6 +90,22 @@ def unwrap(node: ast.Expr) -> ast.Expr:
     while isinstance(node, ast.ParenExpr):
         node = node.expr
     return node
+
+
+def _flat_samples(series: list[SeriesData]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All series' samples back to back, and the offsets of each: as the store
+    returned them when it says they already are (`SeriesList`), else concatenated."""
+    if isinstance(series, SeriesList) and len(series.offsets) == len(series) + 1:
+        return (
+            series.flat_timestamps.astype(np.int64, copy=False),
+            series.flat_values.astype(np.float64, copy=False),
+            series.offsets,
+        )
+    offsets = np.zeros(len(series) + 1, dtype=np.int64)
+    np.cumsum([len(s.timestamps) for s in series], out=offsets[1:])
+    ts = np.concatenate([s.timestamps for s in series]).astype(np.int64, copy=False)
+    vs = np.concatenate([s.values for s in series]).astype(np.float64, copy=False)
+    return ts, vs, offsets
 
 
 class Evaluator:
@@ -192,11 +208,7 @@ class Evaluator:
         if n == 0:
             return VectorBlock.empty(self.n_steps), np.zeros((0, self.n_steps), dtype=np.int64)
         self.ctx.account(n * self.n_steps)
-        lens = np.array([len(s.timestamps) for s in series], dtype=np.int64)
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lens, out=offsets[1:])
-        ts = np.concatenate([s.timestamps for s in series]).astype(np.int64, copy=False)
-        vs = np.concatenate([s.values for s in series]).astype(np.float64, copy=False)
+        ts, vs, offsets = _flat_samples(series)
         # Index of the newest sample at or before each step, for all series at once.
         idx = count_le(ts, offsets, teff) - 1
         present = idx >= offsets[:-1, None]
@@ -224,12 +236,14 @@ class Evaluator:
         series = self.select(sel.matchers, mint, maxt, hints)
         tss = [s.timestamps for s in series]
         vss = [s.values for s in series]
+        flat_given = None
         if series:
             # One pass over all samples for staleness markers; only series that
             # hold one are filtered.
-            flat = np.concatenate(vss).astype(np.float64, copy=False)
-            stale = stale_mask(flat)
+            flat_given = _flat_samples(series)
+            stale = stale_mask(flat_given[1])
             if stale.any():
+                flat_given = None
                 lens = np.array([len(v) for v in vss], dtype=np.int64)
                 bounds = np.zeros(len(series) + 1, dtype=np.int64)
                 np.cumsum(lens, out=bounds[1:])
@@ -238,7 +252,7 @@ class Evaluator:
                     keep = ~stale[bounds[i] : bounds[i + 1]]
                     tss[i] = tss[i][keep]
                     vss[i] = vss[i][keep]
-        return self._matrix_from([s.labels for s in series], tss, vss, teff, rng)
+        return self._matrix_from([s.labels for s in series], tss, vss, teff, rng, flat=flat_given)
 
     def _matrix_from(
         self,
@@ -248,14 +262,20 @@ class Evaluator:
         teff: np.ndarray,
         rng: int,
         drop_name: np.ndarray | None = None,
+        flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> MatrixBlock:
+        """`flat`: (timestamps, values, offsets) of `tss`/`vss` back to back, when
+        the caller has them already."""
         n = len(labels)
         self.ctx.account(n * len(teff))
-        lens = np.array([len(t) for t in tss], dtype=np.int64)
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lens, out=offsets[1:])
-        ts = np.concatenate(tss).astype(np.int64, copy=False) if n else np.zeros(0, dtype=np.int64)
-        vs = np.concatenate(vss).astype(np.float64, copy=False) if n else np.zeros(0)
+        if flat is not None:
+            ts, vs, offsets = flat
+        else:
+            lens = np.array([len(t) for t in tss], dtype=np.int64)
+            offsets = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(lens, out=offsets[1:])
+            ts = np.concatenate(tss).astype(np.int64, copy=False) if n else np.zeros(0, np.int64)
+            vs = np.concatenate(vss).astype(np.float64, copy=False) if n else np.zeros(0)
         starts = teff - rng
         if len(teff) == 1 and (
             ts.size == 0 or (int(ts.min()) > starts[0] and int(ts.max()) <= teff[0])

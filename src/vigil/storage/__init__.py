@@ -12,6 +12,7 @@ from vigil.storage.interface import (
     Queryable,
     SelectHints,
     SeriesData,
+    SeriesList,
     SeriesRef,
     UnknownSeriesRefError,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "Queryable",
     "SelectHints",
     "SeriesData",
+    "SeriesList",
     "SeriesRef",
     "UnknownSeriesRefError",
 ]

@@ -71,6 +71,26 @@ class SeriesData:
     values: np.ndarray  # float64, same length
 
 
+class SeriesList(list[SeriesData]):
+    """A select result whose series' samples lie back to back in two flat arrays:
+    series i's are ``timestamps[offsets[i]:offsets[i+1]]`` (and its `SeriesData`
+    arrays are those slices). A store that reads one block into one buffer can say
+    so, and a consumer that wants the samples flat (the PromQL engine) takes them as
+    they are instead of concatenating them again."""
+
+    def __init__(
+        self,
+        series: list[SeriesData],
+        timestamps: np.ndarray,
+        values: np.ndarray,
+        offsets: np.ndarray,
+    ) -> None:
+        super().__init__(series)
+        self.flat_timestamps = timestamps
+        self.flat_values = values
+        self.offsets = offsets
+
+
 @dataclass(frozen=True, slots=True)
 class SelectHints:
     """What the caller will do with the data; an implementation may use it to prune."""

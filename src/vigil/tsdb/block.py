@@ -42,7 +42,7 @@ import numpy as np
 
 from vigil.model.labels import Labels
 from vigil.model.matchers import Matcher
-from vigil.storage.interface import SelectHints, SeriesData
+from vigil.storage.interface import SelectHints, SeriesData, SeriesList
 from vigil.tsdb.chunk_cache import ChunkCache
 from vigil.tsdb.chunks import ChunkDecodeError, decode_chunk, encode_chunk
 from vigil.tsdb.index import CHUNK_DTYPE, IndexFormatError, IndexReader, write_index
@@ -671,6 +671,8 @@ class Block:
 _FEW_RUNS = 48
 # Selections of at most this many series are read series by series.
 _FEW_SERIES = 16
+# Series per batch when joining runs across bands.
+_JOIN_BATCH = 1024
 # A block's arena (timestamps + values) costs this per sample.
 ARENA_BYTES_PER_SAMPLE = 16
 
@@ -827,54 +829,59 @@ class BlockQuerier:
             i0, i1 = self._cut(ts, fa, fb, mint, maxt)
         labels = idx.labels
         if len(bands) == 1:
-            return [
+            keep = i1 > i0
+            if not keep.any():
+                return []
+            out = [
                 SeriesData(labels(sid), ts[a:b], vs[a:b])
                 for sid, a, b in zip(ids.tolist(), i0.tolist(), i1.tolist(), strict=True)
                 if b > a
             ]
+            a0, a1 = i0[keep], i1[keep]
+            if bool(np.all(a0[1:] == a1[:-1])):  # back to back: say so
+                base = int(a0[0])
+                offsets = np.append(a0, a1[-1]) - base
+                return SeriesList(out, ts[base : int(a1[-1])], vs[base : int(a1[-1])], offsets)
+            return out
         return self._join_bands(ids, ts, vs, i0.reshape(len(bands), m), i1.reshape(len(bands), m))
 
     def _join_bands(
         self, ids: np.ndarray, ts: np.ndarray, vs: np.ndarray, i0: np.ndarray, i1: np.ndarray
     ) -> list[SeriesData]:
-        """Series whose samples are runs [i0[k, j], i1[k, j]) in bands k = 0, 1, ...:
-        a series with one non-empty run is a slice; the others are gathered band
-        after band into one copy, in one fancy index for all of them."""
+        """Series whose samples are runs [i0[k, j], i1[k, j]) in bands k = 0, 1, ...,
+        gathered band after band into two new flat arrays (series-major), a batch
+        of series at a time so the index temporaries stay small."""
         labels = self._block.index.labels
         lens = i1 - i0
-        pieces = (lens > 0).sum(axis=0)
-        multi = np.flatnonzero(pieces > 1)
-        out_t: dict[int, np.ndarray] = {}
-        out_v: dict[int, np.ndarray] = {}
-        if multi.size:
-            seg_len = lens[:, multi].T.ravel()  # series-major
-            seg_start = i0[:, multi].T.ravel()
-            total = int(seg_len.sum())
+        per_series = lens.sum(axis=0)
+        present = np.flatnonzero(per_series > 0)
+        if present.size == 0:
+            return []
+        lens, starts = lens[:, present], i0[:, present]
+        offsets = np.zeros(present.size + 1, dtype=np.int64)
+        np.cumsum(per_series[present], out=offsets[1:])
+        out_t = np.empty(int(offsets[-1]), dtype=ts.dtype)
+        out_v = np.empty(int(offsets[-1]), dtype=vs.dtype)
+        for a in range(0, present.size, _JOIN_BATCH):
+            b = min(present.size, a + _JOIN_BATCH)
+            seg_len = lens[:, a:b].T.ravel()  # series-major
+            seg_start = starts[:, a:b].T.ravel()
+            total = int(offsets[b] - offsets[a])
             before = np.cumsum(seg_len) - seg_len
-            gather = np.repeat(seg_start - before, seg_len) + np.arange(total, dtype=np.int64)
-            gt, gv = ts[gather], vs[gather]
-            gt.flags.writeable = False
-            gv.flags.writeable = False
-            bounds = np.zeros(multi.size + 1, dtype=np.int64)
-            np.cumsum(lens[:, multi].sum(axis=0), out=bounds[1:])
-            for j, a, b in zip(
-                multi.tolist(), bounds[:-1].tolist(), bounds[1:].tolist(), strict=True
-            ):
-                out_t[j], out_v[j] = gt[a:b], gv[a:b]
-        band_of = np.argmax(lens > 0, axis=0)
-        cols = np.arange(ids.size)
-        a_single = i0[band_of, cols].tolist()
-        b_single = i1[band_of, cols].tolist()
-        result = []
-        for j, (sid, count) in enumerate(zip(ids.tolist(), pieces.tolist(), strict=True)):
-            if count == 0:
-                continue
-            if count == 1:
-                a, b = a_single[j], b_single[j]
-                result.append(SeriesData(labels(sid), ts[a:b], vs[a:b]))
-            else:
-                result.append(SeriesData(labels(sid), out_t[j], out_v[j]))
-        return result
+            gather = np.repeat(seg_start - before, seg_len)
+            gather += np.arange(total, dtype=np.int64)
+            np.take(ts, gather, out=out_t[offsets[a] : offsets[b]])
+            np.take(vs, gather, out=out_v[offsets[a] : offsets[b]])
+        out_t.flags.writeable = False
+        out_v.flags.writeable = False
+        bounds = offsets.tolist()
+        series = [
+            SeriesData(
+                labels(sid), out_t[bounds[j] : bounds[j + 1]], out_v[bounds[j] : bounds[j + 1]]
+            )
+            for j, sid in enumerate(ids[present].tolist())
+        ]
+        return SeriesList(series, out_t, out_v, offsets)
 
     def _concatenated(
         self,
