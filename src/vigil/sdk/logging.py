@@ -234,7 +234,7 @@ def setup_logging(
     handlers: Iterable[logging.Handler] = (),
     logger: str | None = None,
     replace: bool = True,
-    buffered: bool = True,
+    buffered: bool = False,
     flush_interval: float = 0.1,
 ) -> logging.Logger:
     """Send ``logger`` (default: root) to ``stream`` (default stderr) as JSON lines.
@@ -252,8 +252,11 @@ def setup_logging(
         buffered: write through a :class:`BufferedJsonHandler` (lines reach the
             stream within ``flush_interval`` seconds, and at exit) instead of a
             ``StreamHandler`` that writes and flushes every record on the caller's
-            thread. A process killed with SIGKILL loses at most the last
-            ``flush_interval`` of lines.
+            thread. Buffering never lets a slow stream (a full pipe to a log
+            collector) block the application, but costs ~2-3 µs more CPU per
+            record than writing to a fast stream directly, so it is off by
+            default. A process killed with SIGKILL loses at most the last
+            ``flush_interval`` of buffered lines.
 
     Returns the configured logger.
     """
