@@ -373,3 +373,50 @@ def test_series_lists_say_truly_where_their_samples_lie(tmp_path: Path) -> None:
                 assert np.array_equal(got.flat_values.view(np.int64), want_v.view(np.int64))
         q.close()
     assert seen > 0
+
+
+def test_version_1_blocks_read_as_one_band(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks written before time bands (index version 1: no band edges, one run
+    per series) still open, select and stream out unchanged."""
+    from vigil.tsdb import index as index_mod
+
+    series = make_series(4)
+    monkeypatch.setattr(block_mod, "BAND_MS", 10**13)  # one band: the v1 sample order
+    path = write_block(tmp_path, series, T0, T0 + 10**10)
+    with Block.open(path) as b:
+        idx = b.index
+        labels = [idx.labels(i) for i in range(idx.num_series)]
+        starts, smin, smax, chunks = (
+            idx.sample_starts.copy(),
+            idx.series_mint.copy(),
+            idx.series_maxt.copy(),
+            idx.chunks.copy(),
+        )
+    monkeypatch.setattr(index_mod, "INDEX_VERSION", 1)
+    index_mod.write_index(path / "index", labels, starts, smin, smax, chunks)  # no band edges
+    monkeypatch.undo()
+    mem = to_memory(series).querier(*ALL)
+    with Block.open(path) as b:
+        assert b.index.band_edges is None and b.num_bands == 1
+        q = b.querier(*ALL)
+        for matchers in MATCHERS:
+            for mint, maxt in [ALL, (T0 + 3_000_000, T0 + 9_000_000)]:
+                assert_same(q.select(matchers, mint, maxt), mem.select(matchers, mint, maxt))
+        q.close()
+        streamed = list(b.iter_series())
+    want = [s for s in series if s.timestamps.size]
+    assert [s.labels for s in streamed] == [s.labels for s in want]
+    for got, exp in zip(streamed, want, strict=True):
+        assert np.array_equal(got.timestamps, exp.timestamps)
+
+
+@pytest.mark.parametrize("span", [1, 29 * 60_000, 10**6 * 3600, 7 * 86_400_000 + 12345])
+def test_band_edges_cover_the_block_in_at_most_max_bands(span: int) -> None:
+    for mint in (0, T0, T0 + 17 * 60_000 + 5):
+        maxt = mint + span
+        edges = block_mod.band_edges_for(mint, maxt)
+        assert edges[0] <= mint and edges[-1] > maxt
+        assert 1 <= edges.size - 1 <= block_mod.MAX_BANDS
+        widths = np.diff(edges)
+        assert (widths == widths[0]).all() and widths[0] % block_mod.BAND_MS == 0
+        assert edges[0] % widths[0] == 0

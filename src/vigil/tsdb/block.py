@@ -203,9 +203,13 @@ def band_edges_for(mint: int, maxt: int) -> np.ndarray:
     span = maxt - mint + 1
     width = max(BAND_MS, -(-span // MAX_BANDS))
     width = -(-width // BAND_MS) * BAND_MS
-    first = (mint // width) * width
-    last = (maxt // width + 1) * width
-    return np.arange(first, last + 1, width, dtype=np.int64)
+    while True:
+        first = (mint // width) * width
+        last = (maxt // width + 1) * width
+        # Aligning the first edge down can add one band: widen until it fits.
+        if (last - first) // width <= MAX_BANDS:
+            return np.arange(first, last + 1, width, dtype=np.int64)
+        width += BAND_MS
 
 
 class _BandSpool:
