@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _bands import band_width  # noqa: F401 - autouse: every test with wide and narrow bands
 from vigil.model.labels import Labels
 from vigil.model.matchers import Matcher, MatchType
 from vigil.tsdb import block as block_mod
@@ -16,17 +17,6 @@ from vigil.tsdb.chunk_cache import ENTRY_OVERHEAD_BYTES, ChunkCache
 from vigil.tsdb.db import TSDB, TSDBOptions
 
 from .test_block import ALL, MATCHERS, T0, assert_same, make_series
-
-
-@pytest.fixture(autouse=True, params=["wide-bands", "narrow-bands"])
-def band_width(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test here runs with the default time bands and with narrow ones (20
-    minutes, or wider where a block would have over 4096), which cut the test data
-    into many bands."""
-    if request.param == "narrow-bands":
-        monkeypatch.setattr(block_mod, "BAND_MS", 20 * 60 * 1000)
-        monkeypatch.setattr(block_mod, "MAX_BANDS", 4096)
-
 
 H = 3600 * 1000
 ANY = [Matcher(MatchType.REGEX, "__name__", ".+")]

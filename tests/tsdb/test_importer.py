@@ -9,25 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _bands import band_width  # noqa: F401 - autouse: every test with wide and narrow bands
 from vigil.model.labels import Labels
 from vigil.model.matchers import Matcher, MatchType
 from vigil.model.samples import STALE_NAN
 from vigil.storage.interface import SeriesData
-from vigil.tsdb import block as block_mod
 from vigil.tsdb.block import Block
 from vigil.tsdb.importer import BackfillError, import_exposition, import_series
 from vigil.tsdb.merge import MergeQuerier
-
-
-@pytest.fixture(autouse=True, params=["wide-bands", "narrow-bands"])
-def band_width(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test here runs with the default time bands and with narrow ones (20
-    minutes, or wider where a block would have over 4096), which cut the test data
-    into many bands."""
-    if request.param == "narrow-bands":
-        monkeypatch.setattr(block_mod, "BAND_MS", 20 * 60 * 1000)
-        monkeypatch.setattr(block_mod, "MAX_BANDS", 4096)
-
 
 H2 = 7_200_000
 ALL = (-(2**62), 2**62)
