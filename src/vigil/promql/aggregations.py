@@ -30,30 +30,28 @@ _PLAIN_SUM_ABS = 1e15
 _ROW_CHUNK = 128
 
 
-def group_key_fn(grouping: tuple[str, ...], without: bool) -> Callable[[Labels], Labels]:
+GroupKey = tuple[tuple[str, str], ...]
+
+
+def group_key_fn(grouping: tuple[str, ...], without: bool) -> Callable[[Labels], GroupKey]:
+    """The grouping labels of a series as a plain tuple (sorted pairs, as in
+    `Labels`): about half the cost of making a `Labels` per row, so callers turn
+    only the distinct keys into `Labels`."""
     names = frozenset(grouping)
     if without:
         drop = names | {METRIC_NAME}
-        return lambda lbls: Labels(p for p in lbls if p[0] not in drop)
-    return lambda lbls: Labels(p for p in lbls if p[0] in names)
+        return lambda lbls: tuple([p for p in lbls if p[0] not in drop])
+    return lambda lbls: tuple([p for p in lbls if p[0] in names])
 
 
 def _groups(block: VectorBlock, node: ast.AggregateExpr) -> tuple[list[Labels], np.ndarray]:
-    """Output label sets in first-seen order and the group index of every row.
-
-    Keys are plain tuples built by a list comprehension (about half the cost of
-    making a `Labels` per row); only the distinct ones become `Labels`."""
-    names = frozenset(node.grouping)
-    index: dict[tuple[tuple[str, str], ...], int] = {}
+    """Output label sets in first-seen order and the group index of every row."""
+    key = group_key_fn(node.grouping, node.without)
+    index: dict[GroupKey, int] = {}
     gidx = np.empty(block.n_series, dtype=np.int64)
     setdefault = index.setdefault
-    if node.without:
-        drop = names | {METRIC_NAME}
-        for i, lbls in enumerate(block.labels):
-            gidx[i] = setdefault(tuple([p for p in lbls if p[0] not in drop]), len(index))
-    else:
-        for i, lbls in enumerate(block.labels):
-            gidx[i] = setdefault(tuple([p for p in lbls if p[0] in names]), len(index))
+    for i, lbls in enumerate(block.labels):
+        gidx[i] = setdefault(key(lbls), len(index))
     return [Labels(k) for k in index], gidx
 
 
@@ -343,7 +341,7 @@ def _count_values(block: VectorBlock, node: ast.AggregateExpr, label: str) -> Ve
     for i, lbls in enumerate(block.labels):
         if i % 256 == 0:
             check_deadline()
-        base = key(lbls)
+        base = Labels(key(lbls))
         for j in np.flatnonzero(block.present[i]).tolist():
             out = base.set(label, format_float(float(block.values[i, j])))
             arr = counts.get(out)

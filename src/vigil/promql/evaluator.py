@@ -101,10 +101,19 @@ def _flat_samples(series: list[SeriesData]) -> tuple[np.ndarray, np.ndarray, np.
             series.flat_values.astype(np.float64, copy=False),
             series.offsets,
         )
-    offsets = np.zeros(len(series) + 1, dtype=np.int64)
-    np.cumsum([len(s.timestamps) for s in series], out=offsets[1:])
-    ts = np.concatenate([s.timestamps for s in series]).astype(np.int64, copy=False)
-    vs = np.concatenate([s.values for s in series]).astype(np.float64, copy=False)
+    return _concat_runs([s.timestamps for s in series], [s.values for s in series])
+
+
+def _concat_runs(
+    tss: list[np.ndarray], vss: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`tss`/`vss` back to back (int64, float64) and the offsets of each run."""
+    offsets = np.zeros(len(tss) + 1, dtype=np.int64)
+    if not tss:
+        return np.zeros(0, dtype=np.int64), np.zeros(0), offsets
+    np.cumsum([len(t) for t in tss], out=offsets[1:])
+    ts = np.concatenate(tss).astype(np.int64, copy=False)
+    vs = np.concatenate(vss).astype(np.float64, copy=False)
     return ts, vs, offsets
 
 
@@ -268,14 +277,7 @@ class Evaluator:
         the caller has them already."""
         n = len(labels)
         self.ctx.account(n * len(teff))
-        if flat is not None:
-            ts, vs, offsets = flat
-        else:
-            lens = np.array([len(t) for t in tss], dtype=np.int64)
-            offsets = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(lens, out=offsets[1:])
-            ts = np.concatenate(tss).astype(np.int64, copy=False) if n else np.zeros(0, np.int64)
-            vs = np.concatenate(vss).astype(np.float64, copy=False) if n else np.zeros(0)
+        ts, vs, offsets = flat if flat is not None else _concat_runs(tss, vss)
         starts = teff - rng
         if len(teff) == 1 and (
             ts.size == 0 or (int(ts.min()) > starts[0] and int(ts.max()) <= teff[0])

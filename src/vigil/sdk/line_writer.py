@@ -39,6 +39,7 @@ class LineWriter:
     """
 
     thread_name = "vigil-line-writer"
+    what = "log lines"  # named in the one warning about a failing stream
 
     def __init__(
         self,
@@ -166,8 +167,6 @@ class LineWriter:
             "dropped_error": self.dropped_error,
             "write_errors": self.write_errors,
         }
-
-    what = "log lines"
 
 
 _instances: weakref.WeakSet[LineWriter] = weakref.WeakSet()

@@ -645,11 +645,10 @@ class Block:
         try:
             idx = self.index
             n, starts = idx.num_series, idx.sample_starts.astype(np.int64)
-            counts = np.diff(starts).reshape(self.num_bands, n) if n else None
+            counts = np.diff(starts).reshape(self.num_bands, n)  # [band, series]
             cursors: dict[int, _RunCursor] = {}
             for sid in range(n):
                 t_parts, v_parts = [], []
-                assert counts is not None
                 for b in np.flatnonzero(counts[:, sid]).tolist():
                     cursor = cursors.get(b)
                     if cursor is None:

@@ -9,7 +9,6 @@ at once.
 from __future__ import annotations
 
 import functools
-import logging
 import time
 from typing import Any
 
@@ -34,8 +33,6 @@ from .params import (
 from .query_runner import QueryRunner
 from .responses import api_endpoint, api_success, api_success_raw, request_params
 from .selectors import SelectorError, parse_selector
-
-log = logging.getLogger("vigil.web")
 
 MAX_POINTS_PER_SERIES = 11_000
 TRUNCATED_WARNING = "results truncated due to limit"
