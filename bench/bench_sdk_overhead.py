@@ -23,6 +23,17 @@ order, so a noisy neighbour hurts all of them alike; medians are printed, with t
 range. Besides requests/s, the server's CPU time per request (from
 ``/proc/<pid>/stat``) is printed: it is far less sensitive to other processes on
 the machine than throughput.
+
+``--instructions`` measures something noise cannot touch: each variant's uvicorn
+runs under valgrind's callgrind, a keep-alive client sends ``--requests`` requests
+after a warm-up, and the instructions the server executed for them are counted
+(counters zeroed before and dumped after, with ``callgrind_control``). The count
+barely moves between runs or machines, so overheads of a few percent can be told
+apart; it is user space only, so the kernel's share of a request (socket reads
+and writes, the same in every variant) is left out of the denominator, which
+makes the printed loss an upper bound of the instruction share. Instructions are
+not time: Python code of the kind added here runs at fewer instructions per
+cycle than uvicorn's C parts, so compare with the CPU-time columns too.
 """
 
 from __future__ import annotations
@@ -216,6 +227,91 @@ def run_variant(
         proc.wait(10)
 
 
+def _keepalive_requests(port: int, n: int) -> None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        for i in range(n):
+            conn.request("GET", f"/items/{i % 100}")
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"GET /items/{i % 100} answered {response.status}")
+    finally:
+        conn.close()
+
+
+def count_instructions(variant: str, requests: int, app_dir: str, endpoint: str) -> float:
+    """User-space instructions the server executes per request, under callgrind."""
+    port = free_port()
+    env = {**os.environ, "VARIANT": variant, "OTLP_ENDPOINT": endpoint}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with tempfile.TemporaryDirectory() as out:
+        outfile = os.path.join(out, "callgrind.out")
+        proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={outfile}",
+             sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "benchapp:app",
+             "--port", str(port), "--log-level", "error", "--no-access-log"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    _keepalive_requests(port, 1)
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"{variant}: uvicorn under valgrind did not start")
+                    time.sleep(0.5)
+            _keepalive_requests(port, max(200, requests // 5))  # warm-up: caches, children
+            control = ["callgrind_control"]
+            subprocess.run([*control, "-z", str(proc.pid)], check=True, capture_output=True)
+            _keepalive_requests(port, requests)
+            subprocess.run([*control, "-d", str(proc.pid)], check=True, capture_output=True)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        dumps = [f for f in os.listdir(out) if f.startswith("callgrind.out.")]
+        if len(dumps) != 1:
+            raise RuntimeError(f"{variant}: expected one callgrind dump, found {dumps}")
+        with open(os.path.join(out, dumps[0])) as fh:
+            found = re.search(r"^summary:\s+(\d+)", fh.read(), re.MULTILINE)
+        if not found:
+            raise RuntimeError(f"{variant}: no summary line in the callgrind dump")
+        return int(found.group(1)) / requests
+
+
+def main_instructions(variants: list[str], requests: int, sink: OtlpSink) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    for tool in ("valgrind", "callgrind_control"):
+        if not shutil.which(tool):
+            raise SystemExit(f"--instructions needs {tool} (apt-get install valgrind)")
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "benchapp.py"), "w") as fh:
+            fh.write(APP)
+        print(f"counting instructions under callgrind, {requests} requests per variant")
+        workers = max(1, len(os.sched_getaffinity(0)))
+        with ThreadPoolExecutor(workers) as pool:
+            counts = dict(
+                zip(
+                    variants,
+                    pool.map(lambda v: count_instructions(v, requests, tmp, sink.url), variants),
+                    strict=True,
+                )
+            )
+    bare = counts.get("bare")
+    print(f"{'variant':8s} {'instructions/req':>16s} {'over bare':>10s} {'share':>7s}")
+    for v in variants:
+        cells = ""
+        if bare and v != "bare":
+            extra = counts[v] - bare
+            cells = f"{f'+{extra:,.0f}':>10s} {100.0 * extra / counts[v]:6.1f}%"
+        print(f"{v:8s} {counts[v]:16,.0f} {cells}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=5)
@@ -228,7 +324,22 @@ def main() -> None:
         default=len(os.sched_getaffinity(0)) >= 2,
         help="server on the first CPU, wrk on the others (default with 2+ CPUs)",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count the server's instructions per request under callgrind instead",
+    )
+    parser.add_argument(
+        "--requests", type=int, default=1000, help="requests counted per variant (--instructions)"
+    )
     args = parser.parse_args()
+    if args.instructions:
+        sink = OtlpSink()
+        try:
+            main_instructions([v for v in args.variants.split(",") if v], args.requests, sink)
+        finally:
+            sink.close()
+        return
     global SERVER_CPUS, LOAD_CPUS
     if args.pin:
         cpus = sorted(os.sched_getaffinity(0))

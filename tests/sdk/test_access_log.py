@@ -4,6 +4,7 @@ import io
 import json
 import os
 import re
+import threading
 import time
 import warnings
 
@@ -112,24 +113,36 @@ def test_flask_access_line() -> None:
 
 
 def test_buffer_is_bounded_and_overflow_counted() -> None:
-    stream = io.BytesIO()
-    log = AccessLog(stream, flush_interval=60, flush_bytes=1 << 30, max_buffer_bytes=10_000)
+    class Stuck(io.BytesIO):  # a stream whose writes hang until released
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = threading.Event()
+            self.entered = threading.Event()
+
+        def write(self, data: object) -> int:
+            self.entered.set()
+            self.release.wait(30)
+            return super().write(data)  # type: ignore[arg-type]
+
+    stream = Stuck()
+    log = AccessLog(stream, flush_interval=0.01, max_buffer_lines=50)
     try:
-        log.write_line(b"{}")  # starts the writer, which then sleeps for a minute
+        log.write_line("{}")
+        assert stream.entered.wait(5)  # the writer now hangs inside write()
         for i in range(1000):
             log.log("GET", "/r", f"/r/{i}", 200, 0.001, f"id-{i}")
         stats = log.stats()
-        assert stats["buffered_bytes"] <= 10_000
-        assert stats["buffered"] + stats["dropped_overflow"] == 1001
-        assert stats["dropped_overflow"] > 900
+        assert stats["buffered"] == 50
+        assert stats["dropped_overflow"] == 950
     finally:
+        stream.release.set()
         log.close()
-    assert log.stats()["written"] == stats["buffered"] == len(records(stream))
+    assert log.stats()["written"] == 51 == len(records(stream))
 
 
-def test_size_threshold_wakes_the_writer() -> None:
+def test_line_threshold_wakes_the_writer() -> None:
     stream = io.BytesIO()
-    log = AccessLog(stream, flush_interval=60, flush_bytes=2_000)
+    log = AccessLog(stream, flush_interval=60, flush_lines=10)
     try:
         for i in range(100):
             log.log("GET", "/r", "/r", 200, 0.001, str(i))
@@ -139,6 +152,44 @@ def test_size_threshold_wakes_the_writer() -> None:
         assert stream.getvalue()  # written well before the 60 s interval
     finally:
         log.close()
+
+
+def test_lines_appended_while_the_writer_drains_are_never_lost() -> None:
+    # Four threads append without a lock while the writer thread drains every
+    # millisecond: every line must come out exactly once.
+    stream = io.BytesIO()
+    log = AccessLog(stream, flush_interval=0.001, flush_lines=7, max_buffer_lines=1 << 20)
+
+    def hammer(t: int) -> None:
+        for i in range(5000):
+            log.log("GET", "/r", f"/r/{t}/{i}", 200, 0.001, None)
+
+    threads = [threading.Thread(target=hammer, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    log.close()
+    paths = [r["path"] for r in records(stream)]
+    assert len(paths) == 20_000 == len(set(paths))
+    assert log.stats() == {
+        "written": 20_000, "buffered": 0, "dropped_overflow": 0, "dropped_error": 0,
+        "write_errors": 0,
+    }  # fmt: skip
+
+
+def test_hostile_paths_and_ids_stay_valid_json_lines() -> None:
+    stream = io.StringIO()
+    log = AccessLog(stream, service='sv"c', flush_interval=60)
+    log.log("GET", "/r", '/a"b\\c\nd\u2028é\udc80', 200, 0.001, 'id"\x00')
+    log.log("BREW", "/r", "/" + "x" * 10_000, 418, 0.001, None)
+    log.close()
+    first, second = records(stream)
+    assert first["path"] == '/a"b\\c\nd\u2028é\udc80' and first["request_id"] == 'id"\x00'
+    assert first["service"] == 'sv"c' and first["message"] == 'GET /a"b\\c\nd\u2028é\udc80 200'
+    assert second["method"] == "BREW" and len(str(second["path"])) < 2100
+    assert str(second["path"]).endswith("...[cut]")
+    assert stream.getvalue().isascii()  # escaped: no line can fail to encode
 
 
 class Broken(io.RawIOBase):
@@ -179,14 +230,14 @@ def test_child_after_fork_writes_only_its_own_lines(tmp_path: object) -> None:
     path = os.path.join(str(tmp_path), "access.log")
     with open(path, "ab", buffering=0) as fh:
         log = AccessLog(fh, flush_interval=60)
-        log.write_line(b'{"who":"parent-before"}')
+        log.write_line('{"who":"parent-before"}')
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
             pid = os.fork()
         if pid == 0:  # pragma: no cover - child
             code = 1
             try:
-                log.write_line(b'{"who":"child"}')
+                log.write_line('{"who":"child"}')
                 log.close()
                 code = 0 if log.stats()["written"] == 1 else 2
             finally:

@@ -26,6 +26,15 @@ def _wait_up(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.1)
 
 
+def _status_counts(text: str, route: str) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("http_requests_total{") and route in line:
+            status = line.split('status="')[1].split('"')[0]
+            counts[status] = counts.get(status, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 def test_payment_service_under_uvicorn_workers(tmp_path: Path) -> None:
     port = free_port()
     mpdir = tmp_path / "mp"
@@ -55,13 +64,15 @@ def test_payment_service_under_uvicorn_workers(tmp_path: Path) -> None:
                         f"{base}/payments/f{i}", params={"user_id": "u", "amount": 20000}
                     )
                     assert r.status_code == 500
-                time.sleep(0.2)
-                text = client.get("/metrics").text
-            counts: dict[str, float] = {}
-            for line in text.splitlines():
-                if line.startswith("http_requests_total{") and "/payments/{order_id}" in line:
-                    status = line.split('status="')[1].split('"')[0]
-                    counts[status] = counts.get(status, 0) + float(line.rsplit(" ", 1)[1])
+                # Each worker flushes its counts to the shared files every
+                # FLUSH_INTERVAL; the scrape may be served by the other one.
+                deadline = time.monotonic() + 5
+                while True:
+                    text = client.get("/metrics").text
+                    counts = _status_counts(text, "/payments/{order_id}")
+                    if counts == {"200": ok, "500": failed} or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
             assert counts == {"200": ok, "500": failed}, text
             assert (
                 'payment_requests_total{gateway="stripe",status="success",user_tier="standard"} 30.0'

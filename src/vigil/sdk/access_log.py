@@ -3,16 +3,18 @@
 Stdlib logging costs ~13 µs per line before any formatting (``LogRecord``,
 ``findCaller``, handler lock, one ``write`` + ``flush`` per record). The access log
 skips all of it: the middleware passes the values it already has (method, route,
-path, status, duration, request id) to :meth:`AccessLog.log`, which builds the
-line with orjson and appends the bytes to an in-memory buffer. A background
-thread writes the buffer out every ``flush_interval`` seconds, or sooner once it
-holds ``flush_bytes``. The request never touches the stream::
+path, status, duration, request id) to :meth:`AccessLog.log`, which fills them
+into a line template (the constant parts are prepared once; the strings are
+escaped by the stdlib's C JSON escaper) and appends the ``str`` to an in-memory
+buffer. A background thread encodes and writes the buffer out every
+``flush_interval`` seconds, or sooner once it holds ``flush_lines`` lines. The request
+never touches the stream::
 
-    {"timestamp": "2024-05-01T12:00:00.123Z", "level": "INFO", "logger": "vigil.access",
-     "message": "GET /items/1 200", "service": "payments", "method": "GET",
-     "route": "/items/{item_id}", "path": "/items/1", "status": 200,
-     "duration_ms": 1.234, "request_id": "...", "user_id": "...",
-     "trace_id": "...", "span_id": "..."}
+    {"timestamp":"2024-05-01T12:00:00.123Z","level":"INFO","logger":"vigil.access",
+     "message":"GET /items/1 200","service":"payments","method":"GET",
+     "route":"/items/{item_id}","path":"/items/1","status":200,
+     "duration_ms":1.234,"request_id":"...","user_id":"...",
+     "trace_id":"...","span_id":"..."}
 
 Field names (and the ``level`` value) are those of
 :class:`vigil.sdk.logging.JsonFormatter`, so access lines and application lines can
@@ -24,33 +26,36 @@ Buffering, bounds, drop counters, fork-safety and the exit flush are those of
 
 from __future__ import annotations
 
+import json.encoder
+import time
 from time import time as _time
 from typing import IO, Any
 
 from vigil.sdk import context
 from vigil.sdk.line_writer import LineWriter
-from vigil.sdk.logging import _default, _dumps_stdlib, _rfc3339_ms, current_trace_ids, orjson
+from vigil.sdk.logging import current_trace_ids, dumps
 
 ACCESS_LOGGER = "vigil.access"
 # JsonFormatter writes ``record.levelname``: the same value keeps one filter for both.
 LEVEL = "INFO"
+# Fields every line has; static fields of the same name are left out, not doubled.
+ACCESS_FIELDS = frozenset(
+    ("timestamp", "level", "logger", "message", "method", "route", "path", "status",
+     "duration_ms", "request_id", "user_id", "trace_id", "span_id")
+)  # fmt: skip
 
+# The C escaper behind json.dumps(ensure_ascii=True): returns the string quoted,
+# with everything outside printable ASCII escaped, so no line can fail to encode.
+_quote: Any = json.encoder.encode_basestring_ascii
+# Longer paths are cut (and marked): a line's size stays bounded, so the buffer's
+# line bound is a memory bound too.
+MAX_PATH_CHARS = 2048
 _user_id = context.user_id_var.get
-
-if orjson is not None:
-    _orjson_dumps = orjson.dumps
-    _OPTIONS = orjson.OPT_NON_STR_KEYS
-
-    def _encode(entry: dict[str, Any]) -> bytes:
-        try:
-            return _orjson_dumps(entry, default=_default, option=_OPTIONS)
-        except TypeError:  # e.g. an int beyond 64 bits in static_fields
-            return _dumps_stdlib(entry).encode()
-
-else:  # pragma: no cover - depends on the environment
-
-    def _encode(entry: dict[str, Any]) -> bytes:
-        return _dumps_stdlib(entry).encode()
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+# Methods that need no escaping (anything else a client sends is escaped).
+_PLAIN_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+)
 
 
 class AccessLog(LineWriter):
@@ -62,8 +67,8 @@ class AccessLog(LineWriter):
         service: added as ``service`` to every line (omitted when empty).
         static_fields: constant fields for every line (environment, region, ...).
         flush_interval: seconds a line may wait in the buffer at most.
-        flush_bytes: buffered size that wakes the writer before the interval ends.
-        max_buffer_bytes: buffered size at most; lines beyond it are dropped.
+        flush_lines: buffered lines that wake the writer before the interval ends.
+        max_buffer_lines: buffered lines at most; lines beyond it are dropped.
 
     Counters (see :meth:`stats`): ``written``, ``dropped_overflow``,
     ``dropped_error`` (lines the stream refused), ``write_errors``.
@@ -76,21 +81,48 @@ class AccessLog(LineWriter):
         service: str = "",
         static_fields: dict[str, Any] | None = None,
         flush_interval: float = 0.1,
-        flush_bytes: int = 64 * 1024,
-        max_buffer_bytes: int = 4 * 1024 * 1024,
+        flush_lines: int = 1024,
+        max_buffer_lines: int = 16384,
     ) -> None:
         super().__init__(
             stream,
             flush_interval=flush_interval,
-            flush_bytes=flush_bytes,
-            max_buffer_bytes=max_buffer_bytes,
+            flush_lines=flush_lines,
+            max_buffer_lines=max_buffer_lines,
         )
         self.service = service
-        self._constant: dict[str, Any] = {"service": service} if service else {}
-        self._constant.update(static_fields or {})
+        constant: dict[str, Any] = {"service": service} if service else {}
+        constant.update(static_fields or {})
+        constant = {k: v for k, v in constant.items() if k not in ACCESS_FIELDS}
+        # ',"service":"payments","env":"prod"': the constant fields as one fragment.
+        self._constant = "," + dumps(constant)[1:-1] if constant else ""
+        # (start, end, '{"timestamp":"2024-05-01T12:00:00') of the current second.
+        self._second: tuple[float, float, str] = (0.0, 0.0, "")
+        # (method, route, status) -> the line's constant parts around the path.
+        self._heads: dict[tuple[str, str, int], tuple[str, str]] = {}
 
     thread_name = "vigil-access-log"
     what = "access log"
+
+    def _new_second(self, now: float) -> tuple[float, float, str]:
+        start = float(int(now))
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start))
+        second = self._second = (start, start + 1.0, '{"timestamp":"' + stamp)
+        return second
+
+    def _head(self, method: str, route: str, status: int) -> tuple[str, str]:
+        """The parts of a line fixed by method, route and status: everything up to
+        the path in ``message``, and from there up to the ``path`` value."""
+        quoted_method = method if method in _PLAIN_METHODS else _quote(method)[1:-1]
+        head = (
+            f'","level":"{LEVEL}","logger":"{ACCESS_LOGGER}"{self._constant},'
+            f'"method":"{quoted_method}","route":{_quote(route)},"status":{int(status)},'
+            f'"message":"{quoted_method} ',
+            f' {int(status)}","path":"',
+        )
+        if len(self._heads) < 4096:  # methods come from clients: stay bounded
+            self._heads[(method, route, status)] = head
+        return head
 
     def log(
         self,
@@ -103,33 +135,37 @@ class AccessLog(LineWriter):
     ) -> None:
         """Queue one access line (``duration`` in seconds). Never raises."""
         try:
-            entry: dict[str, Any] = {
-                "timestamp": _rfc3339_ms(_time()),
-                "level": LEVEL,
-                "logger": ACCESS_LOGGER,
-                "message": f"{method} {path} {status}",
-            }
-            if self._constant:
-                entry.update(self._constant)
-            entry["method"] = method
-            entry["route"] = route
-            entry["path"] = path
-            entry["status"] = status
-            entry["duration_ms"] = round(duration * 1000.0, 3)
+            now = _time()
+            second = self._second
+            if not second[0] <= now < second[1]:
+                second = self._new_second(now)
+            head = self._heads.get((method, route, status))
+            if head is None:
+                head = self._head(method, route, status)
+            if len(path) > MAX_PATH_CHARS:
+                path = path[:MAX_PATH_CHARS] + "...[cut]"
+            path = _quote(path)[1:-1]
+            tail = ""
             if request_id:
-                entry["request_id"] = request_id
+                tail = ',"request_id":' + _quote(request_id)
             user_id = _user_id()
             if user_id:
-                entry["user_id"] = user_id
+                tail += ',"user_id":' + _quote(str(user_id))
             trace_id, span_id = current_trace_ids()
             if trace_id:
-                entry["trace_id"] = trace_id
-                entry["span_id"] = span_id
-            line = _encode(entry)
+                tail += f',"trace_id":"{trace_id}","span_id":"{span_id}"'
+            line = (
+                f"{second[2]}{_MILLIS[int((now - second[0]) * 1000.0)]}{head[0]}{path}{head[1]}"
+                f'{path}","duration_ms":{duration * 1000.0:.3f}{tail}}}'
+            )
         except Exception:  # pragma: no cover - a bug here must not fail requests
             self.dropped_error += 1
             return
-        self.write_line(line)
+        buf = self._buf
+        if len(buf) < self._fast_limit:
+            buf.append(line)  # the common case: no call, no lock (see LineWriter)
+        else:
+            self.write_line(line)
 
 
 _configured: AccessLog | None = None
@@ -141,8 +177,8 @@ def setup_access_log(
     service: str = "",
     static_fields: dict[str, Any] | None = None,
     flush_interval: float = 0.1,
-    flush_bytes: int = 64 * 1024,
-    max_buffer_bytes: int = 4 * 1024 * 1024,
+    flush_lines: int = 1024,
+    max_buffer_lines: int = 16384,
 ) -> AccessLog:
     """Create the access log used by ``instrument(app, ..., access_log=True)``.
 
@@ -156,8 +192,8 @@ def setup_access_log(
         service=service,
         static_fields=static_fields,
         flush_interval=flush_interval,
-        flush_bytes=flush_bytes,
-        max_buffer_bytes=max_buffer_bytes,
+        flush_lines=flush_lines,
+        max_buffer_lines=max_buffer_lines,
     )
     if old is not None:
         old.close()

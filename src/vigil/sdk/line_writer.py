@@ -1,11 +1,17 @@
 """A bounded, buffered line writer that never blocks or raises into its callers.
 
 Writing a log line with a ``write`` + ``flush`` per line costs a system call and a
-lock on the request path; a `LineWriter` appends the encoded line to an in-memory
-buffer instead, and a background thread writes the buffer out every
-``flush_interval`` seconds, or sooner once it holds ``flush_bytes``.
+lock on the request path; a `LineWriter` appends the line to an in-memory list
+instead, and a background thread writes the list out every ``flush_interval``
+seconds, or sooner once it holds ``flush_lines`` lines.
 
-The buffer is bounded (``max_buffer_bytes``): lines beyond it are dropped and
+No lock is taken per line: callers only ever ``append`` to the one list, and the
+writer only ever removes a prefix of it (``buf[:n]`` then ``del buf[:n]``). Both
+are single atomic list operations (under the GIL, and under the per-object lock
+of free-threaded Python), so a line appended while the writer drains is simply
+left for the next round, never lost.
+
+The buffer is bounded (``max_buffer_lines``): lines beyond it are dropped and
 counted, as are lines the stream refused (closed, broken pipe, full disk); neither
 ever raises into the caller. Fork-safe: a child forgets the parent's buffer (the
 parent writes it) and starts its own writer thread on its first line. Whatever is
@@ -31,11 +37,13 @@ class LineWriter:
         stream: where lines go, text or binary; ``None`` means ``sys.stderr`` (looked
             up at each write, so redirections apply).
         flush_interval: seconds a line may wait in the buffer at most.
-        flush_bytes: buffered size that wakes the writer before the interval ends.
-        max_buffer_bytes: buffered size at most; lines beyond it are dropped.
+        flush_lines: buffered lines that wake the writer before the interval ends.
+        max_buffer_lines: buffered lines at most; lines beyond it are dropped.
 
     Counters (see :meth:`stats`): ``written``, ``dropped_overflow``,
-    ``dropped_error`` (lines the stream refused), ``write_errors``.
+    ``dropped_error`` (lines the stream refused), ``write_errors``. Counters that
+    several threads bump on a failure path may undercount by a few; they are for
+    alerting, not accounting.
     """
 
     thread_name = "vigil-line-writer"
@@ -46,13 +54,13 @@ class LineWriter:
         stream: IO[str] | IO[bytes] | None = None,
         *,
         flush_interval: float = 0.1,
-        flush_bytes: int = 64 * 1024,
-        max_buffer_bytes: int = 4 * 1024 * 1024,
+        flush_lines: int = 1024,
+        max_buffer_lines: int = 16384,
     ) -> None:
         self.stream = stream
         self.flush_interval = flush_interval
-        self.flush_bytes = max(1, flush_bytes)
-        self.max_buffer_bytes = max(1, max_buffer_bytes)
+        self.max_buffer_lines = max(1, max_buffer_lines)
+        self.flush_lines = min(max(1, flush_lines), self.max_buffer_lines)
         self.written = 0
         self.dropped_overflow = 0
         self.dropped_error = 0
@@ -66,32 +74,38 @@ class LineWriter:
         # Also the after-fork hook: fresh locks (the parent's may have been held by
         # its writer thread at fork time), no thread, and no copy of the parent's
         # buffer (the parent writes it; writing it here too would duplicate it).
-        self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
-        self._buf: list[bytes] = []
-        self._size = 0
+        self._buf: list[str] = []
         self._thread: threading.Thread | None = None
+        # Lines a caller may append without calling write_line: 0 until the writer
+        # thread runs, and again once closed, so those cases take the slow path.
+        self._fast_limit = 0
 
-    def write_line(self, line: bytes) -> None:
-        """Queue one pre-encoded line (without its newline). Never blocks on I/O."""
+    def write_line(self, line: str) -> None:
+        """Queue one line (without its newline). Never blocks on I/O.
+
+        Lines are kept as ``str`` and encoded in one piece by the writer thread:
+        a short ``str`` is cheaper to make than ``bytes`` of the same length, and
+        the request path should not pay for encoding.
+        """
         if self._closed:
             self.dropped_error += 1
             return
-        with self._lock:
-            size = self._size + len(line) + 1
-            if size > self.max_buffer_bytes:
-                self.dropped_overflow += 1
-                return
-            self._buf.append(line)
-            self._size = size
+        buf = self._buf
+        queued = len(buf)
+        if queued >= self.max_buffer_lines:
+            self.dropped_overflow += 1
+            return
+        buf.append(line)
         if self._thread is None:
             self._start()
-        elif size >= self.flush_bytes and not self._wake.is_set():
+        elif queued + 1 >= self.flush_lines and not self._wake.is_set():
             self._wake.set()
 
     def _start(self) -> None:
-        with self._lock:
+        with self._start_lock:
             if self._thread is not None:
                 return
             thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
@@ -99,7 +113,9 @@ class LineWriter:
         try:
             thread.start()
         except RuntimeError:  # e.g. at interpreter shutdown: atexit/close() drains
-            pass
+            return
+        if not self._closed:
+            self._fast_limit = self.flush_lines - 1
 
     def _run(self) -> None:
         wake = self._wake
@@ -111,18 +127,18 @@ class LineWriter:
     def flush(self) -> None:
         """Write out whatever is buffered now (also called by the writer thread)."""
         with self._write_lock:
-            with self._lock:
-                buf = self._buf
-                if not buf:
-                    return
-                self._buf = []
-                self._size = 0
-            data = b"\n".join(buf) + b"\n"
+            buf = self._buf
+            n = len(buf)
+            if not n:
+                return
+            lines = buf[:n]
+            del buf[:n]  # lines appended meanwhile stay, after index n
+            data = "\n".join(lines) + "\n"
             try:
                 self._write(data)
-                self.written += len(buf)
+                self.written += n
             except Exception as exc:
-                self.dropped_error += len(buf)
+                self.dropped_error += n
                 self.write_errors += 1
                 if not self._warned:
                     self._warned = True
@@ -133,15 +149,18 @@ class LineWriter:
                     except Exception:
                         pass
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: str) -> None:
         stream: Any = self.stream if self.stream is not None else sys.stderr
         if isinstance(stream, io.TextIOBase):
-            stream.write(data.decode())
+            stream.write(data)
         else:
+            # backslashreplace: one unencodable character (a lone surrogate from a
+            # mis-decoded name) must not cost the whole batch.
+            raw = data.encode("utf-8", "backslashreplace")
             try:
-                stream.write(data)
+                stream.write(raw)
             except TypeError:  # a text stream outside the io hierarchy
-                stream.write(data.decode())
+                stream.write(data)
         stream.flush()
 
     def close(self) -> None:
@@ -149,6 +168,7 @@ class LineWriter:
         if self._closed:
             return
         self._closed = True
+        self._fast_limit = 0
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread() and thread.is_alive():
@@ -156,13 +176,10 @@ class LineWriter:
         self.flush()
 
     def stats(self) -> dict[str, int]:
-        """Return the counters plus the lines and bytes buffered now."""
-        with self._lock:
-            buffered, size = len(self._buf), self._size
+        """Return the counters plus the lines buffered now."""
         return {
             "written": self.written,
-            "buffered": buffered,
-            "buffered_bytes": size,
+            "buffered": len(self._buf),
             "dropped_overflow": self.dropped_overflow,
             "dropped_error": self.dropped_error,
             "write_errors": self.write_errors,

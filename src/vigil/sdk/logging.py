@@ -16,12 +16,13 @@ it has already been imported, so plain apps never pay for it). Fields passed as
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from vigil.sdk import context
@@ -54,20 +55,49 @@ def _rfc3339_ms(created: float) -> str:
     return f"{prefix}.{ms:03d}Z"
 
 
-_get_current_span: Any = None
+# Returns the active OpenTelemetry span object (or None); resolved on first use.
+_active_span: Callable[[], Any] | None = None
+
+
+def _span_lookup() -> Callable[[], Any]:
+    """The cheapest way to read the active span in this process.
+
+    ``trace.get_current_span()`` is four Python calls deep; with the default
+    contextvars runtime context the same answer is one ``ContextVar.get`` and one
+    dict lookup. Anything unexpected (another runtime context, a renamed internal)
+    falls back to the public API.
+    """
+    from opentelemetry import trace
+
+    try:
+        from opentelemetry.context import _RUNTIME_CONTEXT
+        from opentelemetry.trace.propagation import _SPAN_KEY
+
+        var = _RUNTIME_CONTEXT._current_context  # type: ignore[attr-defined]
+        if not isinstance(var, contextvars.ContextVar) or not isinstance(_SPAN_KEY, str):
+            raise AttributeError(_SPAN_KEY)
+        get_context = var.get
+
+        def active_span() -> Any:
+            return get_context().get(_SPAN_KEY)
+
+        return active_span
+    except (ImportError, AttributeError):
+        return trace.get_current_span
 
 
 def current_trace_ids() -> tuple[str | None, str | None]:
     """Return ``(trace_id, span_id)`` of the active OpenTelemetry span, hex encoded."""
-    global _get_current_span
-    get_span = _get_current_span
-    if get_span is None:
+    global _active_span
+    lookup = _active_span
+    if lookup is None:
         if "opentelemetry.trace" not in sys.modules:
             return None, None
-        from opentelemetry import trace
-
-        get_span = _get_current_span = trace.get_current_span
-    ctx = get_span().get_span_context()
+        lookup = _active_span = _span_lookup()
+    span = lookup()
+    if span is None:
+        return None, None
+    ctx = span.get_span_context()
     if not ctx.is_valid:
         return None, None
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
@@ -92,18 +122,8 @@ if orjson is not None:
         except TypeError:  # e.g. an int beyond 64 bits: json handles what orjson refuses
             return _dumps_stdlib(entry)
 
-    def dumps_bytes(entry: dict[str, Any]) -> bytes:
-        """`dumps` as UTF-8 bytes, without a decode/encode round trip."""
-        try:
-            return orjson.dumps(entry, default=_default, option=_ORJSON_OPTIONS)
-        except TypeError:
-            return _dumps_stdlib(entry).encode()
-
 else:  # pragma: no cover - depends on the environment
     dumps = _dumps_stdlib
-
-    def dumps_bytes(entry: dict[str, Any]) -> bytes:
-        return _dumps_stdlib(entry).encode()
 
 
 _request_id = context.request_id_var.get
@@ -176,7 +196,7 @@ class BufferedJsonHandler(logging.Handler):
     request and trace ids of its context are right) and hands the line to a
     :class:`~vigil.sdk.line_writer.LineWriter`: no ``write``, ``flush`` or handler
     lock per record; a background thread writes the lines out within
-    ``flush_interval`` seconds. Bounded: past ``max_buffer_bytes`` lines are dropped
+    ``flush_interval`` seconds. Bounded: past ``max_buffer_lines`` lines are dropped
     and counted (``handler.writer.stats()``), never blocking the application.
     ``flush()`` and ``close()`` (also run by ``logging.shutdown`` at exit) write
     what is buffered.
@@ -188,11 +208,11 @@ class BufferedJsonHandler(logging.Handler):
         level: int | str = logging.NOTSET,
         *,
         flush_interval: float = 0.1,
-        max_buffer_bytes: int = 4 * 1024 * 1024,
+        max_buffer_lines: int = 16384,
     ) -> None:
         super().__init__(level)
         self.writer = LineWriter(
-            stream, flush_interval=flush_interval, max_buffer_bytes=max_buffer_bytes
+            stream, flush_interval=flush_interval, max_buffer_lines=max_buffer_lines
         )
         self.writer.what = "JSON log"
 
@@ -210,9 +230,9 @@ class BufferedJsonHandler(logging.Handler):
         try:
             fmt = self.formatter
             if isinstance(fmt, JsonFormatter):
-                line = dumps_bytes(fmt.to_dict(record))
+                line = dumps(fmt.to_dict(record))
             else:
-                line = self.format(record).encode()
+                line = self.format(record)
             self.writer.write_line(line)
         except Exception:
             self.handleError(record)

@@ -20,6 +20,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from vigil.sdk import multiprocess
+from vigil.sdk.request_stats import (
+    DURATION_HELP,
+    IN_PROGRESS_HELP,
+    REQUESTS_HELP,
+    MultiProcessFlusher,
+    RequestStats,
+    RequestStatsCollector,
+    flush_all,
+)
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -29,9 +38,12 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )  # fmt: skip
 
-# Labelled children cached per (method, route, status): ``.labels()`` costs more
-# than the increment itself. Bounded, since ``method`` comes from the client.
-_MAX_CACHED_SERIES = 10_000
+# Client-supplied methods outside this set are counted as "OTHER", so a client
+# inventing methods cannot create unbounded series (as OpenTelemetry does).
+KNOWN_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+)
+OTHER_METHOD = "OTHER"
 
 _cache: dict[int, HttpMetrics] = {}
 _cache_lock = threading.Lock()
@@ -39,12 +51,13 @@ _extra_collectors: list[Any] = []
 
 
 class HttpMetrics:
-    """The HTTP metric family objects, created once per registry.
+    """The HTTP metrics of one registry.
 
-    Use :func:`http_metrics` rather than constructing this directly: creating the
-    same metric names twice on one registry is an error in prometheus_client.
-    The labelled children are cached, so removing series from these families
-    (``.remove()``, ``.clear()``) while requests are served is not supported.
+    Use :func:`http_metrics` rather than constructing this directly: one registry
+    holds one set. Requests are counted in a lock-free per-thread accumulator
+    (:mod:`vigil.sdk.request_stats`) that the registry reads at scrape time; in
+    multiprocess mode its increments are flushed into prometheus_client metrics,
+    whose values the other workers read from the shared directory.
     """
 
     def __init__(
@@ -60,26 +73,33 @@ class HttpMetrics:
 
         self.registry = registry
         self.service = service
-        self.requests = Counter(
-            "http_requests_total",
-            "HTTP requests handled, by method, route template and status code.",
-            ["method", "route", "status"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "http_request_duration_seconds",
-            "HTTP request latency in seconds, from first byte in to last byte out.",
-            ["method", "route", "status"],
-            buckets=buckets,
-            registry=registry,
-        )
-        self.in_progress = Gauge(
-            "http_requests_in_progress",
-            "HTTP requests currently being handled.",
-            ["method"],
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
+        self.stats = RequestStats(buckets)
+        self.flusher: MultiProcessFlusher | None = None
+        if multiprocess.multiprocess_dir():
+            # The mmap-backed metrics other workers read; the exposition of this
+            # registry is not used in multiprocess mode (see exposition_registry).
+            labels = ["method", "route", "status"]
+            self.flusher = MultiProcessFlusher(
+                self.stats,
+                Counter("http_requests_total", REQUESTS_HELP, labels, registry=registry),
+                Histogram(
+                    "http_request_duration_seconds",
+                    DURATION_HELP,
+                    labels,
+                    buckets=buckets,
+                    registry=registry,
+                ),
+                Gauge(
+                    "http_requests_in_progress",
+                    IN_PROGRESS_HELP,
+                    ["method"],
+                    registry=registry,
+                    multiprocess_mode="livesum",
+                ),
+            )
+            multiprocess.before_worker_exit(self.flusher.flush)
+        else:
+            registry.register(RequestStatsCollector(self.stats))
         self.exceptions = Counter(
             "http_exceptions_total",
             "Unhandled exceptions raised by request handlers, by exception type.",
@@ -94,32 +114,22 @@ class HttpMetrics:
             multiprocess_mode="max",
         )
         info.labels(service, version, environment).set(1)
-        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._in_progress: dict[str, Any] = {}
+        # Bound methods, looked up once: these run on every request.
+        self._begin = self.stats.begin
+        self._finish = self.stats.finish
+
+    def begin(self, method: str) -> None:
+        """Count a request as in progress; pair with :meth:`observe`. Thread-safe."""
+        self._begin(method if method in KNOWN_METHODS else OTHER_METHOD)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Record one finished request. Thread-safe."""
-        key = (method, route, status)
-        series = self._series.get(key)
-        if series is None:
-            code = str(status)
-            series = (
-                self.requests.labels(method, route, code),
-                self.duration.labels(method, route, code),
-            )
-            if len(self._series) < _MAX_CACHED_SERIES:
-                self._series[key] = series
-        series[0].inc()
-        series[1].observe(seconds)
+        """Record one finished request (and end its :meth:`begin`). Thread-safe."""
+        self._finish(method if method in KNOWN_METHODS else OTHER_METHOD, route, status, seconds)
 
-    def in_progress_for(self, method: str) -> Any:
-        """Return the ``http_requests_in_progress`` child of ``method`` (cached)."""
-        child = self._in_progress.get(method)
-        if child is None:
-            child = self.in_progress.labels(method)
-            if len(self._in_progress) < _MAX_CACHED_SERIES:
-                self._in_progress[method] = child
-        return child
+    def count_exception(self, method: str, route: str, exception: str) -> None:
+        """Count an unhandled exception of type name ``exception``."""
+        method = method if method in KNOWN_METHODS else OTHER_METHOD
+        self.exceptions.labels(method, route, exception).inc()
 
 
 def http_metrics(
@@ -167,6 +177,7 @@ def exposition_registry(registry: CollectorRegistry | None = None) -> CollectorR
 
     path = multiprocess.multiprocess_dir()
     if path:
+        flush_all()  # this worker's latest increments, before reading every worker's
         out = CollectorRegistry(auto_describe=False)
         out.register(multiprocess.VigilMultiProcessCollector(path))
     elif not _extra_collectors:

@@ -31,7 +31,7 @@ import fcntl
 import glob
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -243,6 +243,14 @@ class VigilMultiProcessCollector:
 
 
 _atexit_registered = False
+_exit_hooks: list[Callable[[], None]] = []
+
+
+def before_worker_exit(hook: Callable[[], None]) -> None:
+    """Run ``hook`` when this worker exits, before its files are archived (for
+    values still buffered in memory, like the HTTP metrics' accumulator)."""
+    if hook not in _exit_hooks:
+        _exit_hooks.append(hook)
 
 
 def register_worker_exit() -> None:
@@ -266,6 +274,11 @@ def _archive_self() -> None:
     from prometheus_client import values
 
     pid = os.getpid()
+    for hook in list(_exit_hooks):
+        try:
+            hook()
+        except Exception:
+            pass  # exiting; archive what did reach the files
     try:
         # Close our mmaps first so no late write lands in a deleted file.
         close = getattr(values.ValueClass, "close_all_files", None)

@@ -96,14 +96,12 @@ class VigilWSGIMiddleware:
             headers.append((self.header, request_id))
             return start_response(status, headers, exc_info)
 
-        in_progress = self.metrics.in_progress_for(method)
-        in_progress.inc()
+        self.metrics.begin(method)
         started = time.perf_counter()
         try:
             result = self.app(environ, start)
         except Exception as exc:
             self._finish(environ, method, status_box[0], started, type(exc).__name__)
-            in_progress.dec()
             context.request_id_var.reset(token)
             raise
         # The request id stays set until the body is consumed: streaming bodies log too.
@@ -113,7 +111,6 @@ class VigilWSGIMiddleware:
         self, environ: Environ, method: str, status_box: list[int], started: float, token: Any
     ) -> None:
         self._finish(environ, method, status_box[0], started, environ.get(EXCEPTION_KEY))
-        self.metrics.in_progress_for(method).dec()
         try:
             context.request_id_var.reset(token)
         except ValueError:
@@ -124,7 +121,7 @@ class VigilWSGIMiddleware:
     ) -> None:
         route = self._route(environ)
         if exc:
-            self.metrics.exceptions.labels(method, route, exc).inc()
+            self.metrics.count_exception(method, route, exc)
         elapsed = time.perf_counter() - started
         self.metrics.observe(method, route, status, elapsed)
         if self.access_log is not None:
