@@ -263,7 +263,9 @@ def count_instructions(variant: str, requests: int, app_dir: str, endpoint: str)
                     break
                 except OSError:
                     if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"{variant}: uvicorn under valgrind did not start")
+                        raise RuntimeError(
+                            f"{variant}: uvicorn under valgrind did not start"
+                        ) from None
                     time.sleep(0.5)
             _keepalive_requests(port, max(200, requests // 5))  # warm-up: caches, children
             control = ["callgrind_control"]

@@ -30,7 +30,9 @@ _pool: list[tuple[str, bytes]] = []
 
 def _refill() -> None:
     raw = os.urandom(16 * _POOL_BATCH).hex()
-    _pool.extend([(h, h.encode("ascii")) for h in (raw[i : i + 32] for i in range(0, len(raw), 32))])
+    _pool.extend(
+        [(h, h.encode("ascii")) for h in (raw[i : i + 32] for i in range(0, len(raw), 32))]
+    )
 
 
 def take_request_id() -> tuple[str, bytes]:

@@ -47,7 +47,7 @@ SeriesKey = tuple[str, str, int]
 class _Shard:
     """What one thread recorded. Only that thread writes it."""
 
-    __slots__ = ("thread", "series", "created", "begun")
+    __slots__ = ("begun", "created", "series", "thread")
 
     def __init__(self, thread: threading.Thread | None) -> None:
         self.thread = thread
@@ -60,7 +60,7 @@ class _Shard:
 class Snapshot:
     """The sum of all shards at one moment."""
 
-    __slots__ = ("series", "created", "begun")
+    __slots__ = ("begun", "created", "series")
 
     def __init__(self) -> None:
         self.series: dict[SeriesKey, list[float]] = {}
