@@ -390,6 +390,19 @@ def main() -> None:
             line += f" {c:10.0f} {f'+{c - bare_cpu:.0f}' if v != 'bare' else '':>8s}"
             line += f" {f'+{cb - bare_cpu_best:.0f} ({100 * (cb - bare_cpu_best) / bare_cpu_best:.0f}%)' if v != 'bare' else '':>12s}"
         print(line)
+    # Paired: each round's variant against the same round's bare run, which ran
+    # seconds apart, so slow spells of the machine cancel out; the median of those
+    # ratios is the steadiest number this benchmark gives.
+    if rps.get("bare") and len(rps["bare"]) == args.rounds:
+        print(f"{'variant':8s} {'paired loss (median of per-round ratios)':>42s}")
+        for v in variants:
+            if v == "bare" or len(rps[v]) != args.rounds:
+                continue
+            ratios = [got / base for got, base in zip(rps[v], rps["bare"], strict=True) if base]
+            if ratios:
+                loss = 100.0 * (1.0 - statistics.median(ratios))
+                lo, hi = 100.0 * (1.0 - max(ratios)), 100.0 * (1.0 - min(ratios))
+                print(f"{v:8s} {loss:20.1f}% {f'(rounds: {lo:.1f}% to {hi:.1f}%)':>30s}")
     if "tracing" in variants:
         print(f"OTLP sink: {sink.requests} export requests, {sink.bytes} bytes")
 

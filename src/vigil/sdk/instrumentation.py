@@ -36,8 +36,10 @@ def instrument(
     """Add HTTP metrics, request ids and ``/metrics``, ``/health``, ``/ready``.
 
     Works with FastAPI and Starlette (middleware added in place), Flask (hooks plus
-    a ``wsgi_app`` wrapper, in place) and any other ASGI or WSGI callable (wrapped:
-    use the return value). Always use the returned object as your app.
+    a ``wsgi_app`` wrapper, in place), Django (the ``get_wsgi_application()``
+    handler, wrapped: route templates from the URL resolver, nothing to add to
+    ``MIDDLEWARE``) and any other ASGI or WSGI callable (wrapped: use the return
+    value). Always use the returned object as your app.
 
     Args:
         app: the application.
@@ -84,6 +86,10 @@ def instrument(
         from vigil.sdk.wsgi import instrument_flask
 
         return instrument_flask(app, common, metrics)  # type: ignore[no-any-return]
+    if kind == "django":
+        from vigil.sdk.django_hooks import instrument_django
+
+        return instrument_django(app, common, metrics)  # type: ignore[return-value]
     if kind == "asgi":
         from vigil.sdk.asgi import VigilASGIMiddleware
 
@@ -102,6 +108,8 @@ def _kind(app: Any) -> str:
             return "starlette"
         if cls.__name__ == "Flask" and mod.startswith("flask"):
             return "flask"
+        if cls.__name__ == "WSGIHandler" and mod.startswith("django."):
+            return "django"
     if not callable(app):
         return "unknown"
     import inspect

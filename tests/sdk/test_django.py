@@ -1,0 +1,121 @@
+"""Django through ``sdk.instrument(get_wsgi_application())``: route templates from
+Django's URL resolver, exceptions by type, request ids, the access log."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+
+pytest.importorskip("django")
+
+from django.conf import settings  # noqa: E402
+from django.http import HttpResponse, JsonResponse  # noqa: E402
+from django.urls import include, path, re_path  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+from vigil import sdk  # noqa: E402
+from vigil.sdk.access_log import AccessLog  # noqa: E402
+from vigil.sdk.context import get_request_id  # noqa: E402
+
+
+def item(request: Any, item_id: int) -> JsonResponse:
+    return JsonResponse({"id": item_id, "rid": get_request_id()})
+
+
+def boom(request: Any) -> HttpResponse:
+    raise ZeroDivisionError("nope")
+
+
+def year(request: Any, y: str) -> HttpResponse:
+    return HttpResponse(y)
+
+
+api = [path("items/<int:item_id>/", item), path("boom/", boom)]
+urlpatterns = [path("api/", include(api)), re_path(r"^archive/(?P<y>[0-9]{4})/$", year)]
+
+
+@pytest.fixture(scope="module")
+def django_app() -> Any:
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False, ROOT_URLCONF=__name__, ALLOWED_HOSTS=["*"], SECRET_KEY="t",
+            MIDDLEWARE=[], INSTALLED_APPS=[], LOGGING_CONFIG=None,
+        )  # fmt: skip
+    import django
+    from django.core.wsgi import get_wsgi_application
+
+    django.setup()
+    return get_wsgi_application()
+
+
+def call(
+    app: Any, path: str, headers: dict[str, str] | None = None
+) -> tuple[str, dict[str, str], bytes]:
+    environ: dict[str, Any] = {"PATH_INFO": path, "wsgi.errors": io.StringIO()}
+    for name, value in (headers or {}).items():
+        environ["HTTP_" + name.upper().replace("-", "_")] = value
+    setup_testing_defaults(environ)
+    got: dict[str, Any] = {}
+
+    def start_response(
+        status: str, response_headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> None:
+        got["status"], got["headers"] = status, dict(response_headers)
+
+    body_iter = app(environ, start_response)
+    try:
+        body = b"".join(body_iter)
+    finally:
+        close = getattr(body_iter, "close", None)
+        if close is not None:
+            close()
+    return got["status"], got["headers"], body
+
+
+def test_django_routes_exceptions_request_ids_and_access_log(django_app: Any) -> None:
+    reg = CollectorRegistry()
+    stream = io.StringIO()
+    log = AccessLog(stream, flush_interval=60)
+    app = sdk.instrument(django_app, service="dj", registry=reg, access_log=log)
+    status, headers, body = call(app, "/api/items/5/", {"x-request-id": "r-9"})
+    assert status.startswith("200") and json.loads(body) == {"id": 5, "rid": "r-9"}
+    assert headers["x-request-id"] == "r-9"
+    call(app, "/api/items/6/")
+    status, _, _ = call(app, "/api/boom/")
+    assert status.startswith("500")
+    assert call(app, "/nowhere/")[0].startswith("404")
+    assert call(app, "/archive/2024/")[0].startswith("200")
+
+    def value(name: str, **labels: str) -> float:
+        return reg.get_sample_value(name, labels) or 0.0
+
+    assert (
+        value("http_requests_total", method="GET", route="/api/items/<int:item_id>/", status="200")
+        == 2
+    )
+    assert value("http_requests_total", method="GET", route="/api/boom/", status="500") == 1
+    assert value("http_requests_total", method="GET", route="<unmatched>", status="404") == 1
+    assert (
+        value(
+            "http_requests_total", method="GET", route="/^archive/(?P<y>[0-9]{4})/$", status="200"
+        )
+        == 1
+    )
+    assert (
+        value(
+            "http_exceptions_total", method="GET", route="/api/boom/", exception="ZeroDivisionError"
+        )
+        == 1
+    )
+    assert value("http_requests_in_progress", method="GET") == 0
+    status, _, body = call(app, "/metrics")
+    assert status.startswith("200") and b'route="/api/items/<int:item_id>/"' in body
+    log.close()
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert [x["route"] for x in lines][:2] == ["/api/items/<int:item_id>/"] * 2
+    assert lines[0]["request_id"] == "r-9" and lines[0]["path"] == "/api/items/5/"
+
