@@ -12,14 +12,14 @@ import pytest
 
 pytest.importorskip("django")
 
-from django.conf import settings  # noqa: E402
-from django.http import HttpResponse, JsonResponse  # noqa: E402
-from django.urls import include, path, re_path  # noqa: E402
-from prometheus_client import CollectorRegistry  # noqa: E402
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from django.urls import include, path, re_path
+from prometheus_client import CollectorRegistry
 
-from vigil import sdk  # noqa: E402
-from vigil.sdk.access_log import AccessLog  # noqa: E402
-from vigil.sdk.context import get_request_id  # noqa: E402
+from vigil import sdk
+from vigil.sdk.access_log import AccessLog
+from vigil.sdk.context import get_request_id
 
 
 def item(request: Any, item_id: int) -> JsonResponse:
@@ -118,4 +118,3 @@ def test_django_routes_exceptions_request_ids_and_access_log(django_app: Any) ->
     lines = [json.loads(x) for x in stream.getvalue().splitlines()]
     assert [x["route"] for x in lines][:2] == ["/api/items/<int:item_id>/"] * 2
     assert lines[0]["request_id"] == "r-9" and lines[0]["path"] == "/api/items/5/"
-
