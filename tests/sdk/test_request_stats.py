@@ -89,6 +89,24 @@ def test_threads_count_exactly_and_finished_threads_are_retired() -> None:
     assert again.series == snap.series and again.begun == snap.begun
 
 
+def test_thread_per_request_servers_do_not_pile_up_shards() -> None:
+    # 600 short-lived threads, one request each, and no scrape in between.
+    stats = RequestStats((1.0,))
+
+    def one() -> None:
+        stats.begin("GET")
+        stats.finish("GET", "/", 200, 0.1)
+
+    for _ in range(600):
+        th = threading.Thread(target=one)
+        th.start()
+        th.join()
+    assert len(stats._shards) <= 128
+    snap = stats.snapshot()
+    assert sum(snap.series[("GET", "/", 200)][:-1]) == 600
+    assert snap.in_progress() == {"GET": 0}
+
+
 def test_reads_while_threads_write_never_fail_or_go_backwards() -> None:
     stats = RequestStats((0.1,))
     stop = threading.Event()

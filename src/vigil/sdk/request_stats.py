@@ -42,6 +42,8 @@ FLUSH_INTERVAL = 0.5
 _use_created = os.environ.get("PROMETHEUS_DISABLE_CREATED_SERIES", "False").lower() != "true"
 
 SeriesKey = tuple[str, str, int]
+# Shards at which a new one first triggers folding away those of finished threads.
+_RETIRE_MIN = 64
 
 
 class _Shard:
@@ -117,11 +119,18 @@ class RequestStats:
         self._lock = threading.Lock()
         self._shards: list[_Shard] = []
         self._retired = Snapshot()
+        self._retire_at = _RETIRE_MIN
 
     def _new_shard(self) -> _Shard:
         shard = _Shard(threading.current_thread())
         with self._lock:
             self._shards.append(shard)
+            # A server that starts a thread per request makes a shard per request:
+            # fold finished threads' shards away as they pile up, not only when
+            # /metrics is read (amortized O(1) per new shard).
+            if len(self._shards) >= self._retire_at:
+                self._retire_finished()
+                self._retire_at = max(_RETIRE_MIN, 2 * len(self._shards))
         self._local.shard = shard
         for callback in self._on_new_shard:
             callback()
@@ -164,18 +173,23 @@ class RequestStats:
         counts[bisect_left(self.bounds, seconds)] += 1
         counts[-1] += seconds
 
+    def _retire_finished(self) -> None:
+        # Caller holds self._lock.
+        live: list[_Shard] = []
+        for shard in self._shards:
+            thread = shard.thread
+            if thread is not None and not thread.is_alive():
+                self._retired.add(shard)  # its thread can no longer write it
+            else:
+                live.append(shard)
+        self._shards = live
+
     def snapshot(self) -> Snapshot:
         """Add up every shard; shards of finished threads are retired on the way."""
         out = Snapshot()
         with self._lock:
-            live: list[_Shard] = []
-            for shard in self._shards:
-                thread = shard.thread
-                if thread is not None and not thread.is_alive():
-                    self._retired.add(shard)  # its thread can no longer write it
-                else:
-                    live.append(shard)
-            self._shards = live
+            self._retire_finished()
+            live = self._shards
             out.add(self._retired)
         for shard in live:
             out.add(shard)
