@@ -34,6 +34,7 @@ from typing import IO, Any
 from vigil.sdk import context
 from vigil.sdk.line_writer import LineWriter
 from vigil.sdk.logging import current_trace_ids, dumps
+from vigil.sdk.metrics import KNOWN_METHODS
 
 ACCESS_LOGGER = "vigil.access"
 # JsonFormatter writes ``record.levelname``: the same value keeps one filter for both.
@@ -52,10 +53,6 @@ _quote: Any = json.encoder.encode_basestring_ascii
 MAX_PATH_CHARS = 2048
 _user_id = context.user_id_var.get
 _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
-# Methods that need no escaping (anything else a client sends is escaped).
-_PLAIN_METHODS = frozenset(
-    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
-)
 
 
 class AccessLog(LineWriter):
@@ -113,7 +110,8 @@ class AccessLog(LineWriter):
     def _head(self, method: str, route: str, status: int) -> tuple[str, str]:
         """The parts of a line fixed by method, route and status: everything up to
         the path in ``message``, and from there up to the ``path`` value."""
-        quoted_method = method if method in _PLAIN_METHODS else _quote(method)[1:-1]
+        # The standard methods need no escaping; anything else a client sends is escaped.
+        quoted_method = method if method in KNOWN_METHODS else _quote(method)[1:-1]
         head = (
             f'","level":"{LEVEL}","logger":"{ACCESS_LOGGER}"{self._constant},'
             f'"method":"{quoted_method}","route":{_quote(route)},"status":{int(status)},'
