@@ -292,7 +292,7 @@ class MultiProcessFlusher:
             method, route, status = key
             code = str(status)
             hist = self.duration.labels(method, route, code)
-            added = 0
+            added = 0.0
             for i in range(width):
                 delta = counts[i] - before[i]
                 if delta:
