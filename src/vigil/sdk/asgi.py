@@ -32,7 +32,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _MAX_CACHED_ROUTES = 4096
 _set_request_id = context.request_id_var.set
 _reset_request_id = context.request_id_var.reset
-_pool_pop = context._pool.pop
 
 
 def route_template(scope: Scope) -> str:
@@ -121,10 +120,7 @@ class VigilASGIMiddleware:
         if raw_id:
             request_id = raw_id.decode("latin-1")
         else:
-            try:
-                request_id, raw_id = _pool_pop()
-            except IndexError:
-                request_id, raw_id = take_request_id()
+            request_id, raw_id = take_request_id()
         token = _set_request_id(request_id)
         rid_header = (header, raw_id)
         method = scope["method"]

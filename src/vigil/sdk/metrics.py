@@ -114,17 +114,16 @@ class HttpMetrics:
             multiprocess_mode="max",
         )
         info.labels(service, version, environment).set(1)
-        # Bound methods, looked up once: these run on every request.
-        self._begin = self.stats.begin
-        self._finish = self.stats.finish
 
     def begin(self, method: str) -> None:
         """Count a request as in progress; pair with :meth:`observe`. Thread-safe."""
-        self._begin(method if method in KNOWN_METHODS else OTHER_METHOD)
+        self.stats.begin(method if method in KNOWN_METHODS else OTHER_METHOD)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one finished request (and end its :meth:`begin`). Thread-safe."""
-        self._finish(method if method in KNOWN_METHODS else OTHER_METHOD, route, status, seconds)
+        self.stats.finish(
+            method if method in KNOWN_METHODS else OTHER_METHOD, route, status, seconds
+        )
 
     def count_exception(self, method: str, route: str, exception: str) -> None:
         """Count an unhandled exception of type name ``exception``."""

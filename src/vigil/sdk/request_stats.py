@@ -153,19 +153,13 @@ class RequestStats:
 
     def begin(self, method: str) -> None:
         """Count a request as in progress (pair with :meth:`finish`)."""
-        try:
-            shard = self._local.shard
-        except AttributeError:
-            shard = self._new_shard()
+        shard = self.shard()
         begun = shard.begun
         begun[method] = begun.get(method, 0) + 1
 
     def finish(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record a finished request and its duration in seconds."""
-        try:
-            shard = self._local.shard
-        except AttributeError:
-            shard = self._new_shard()
+        shard = self.shard()
         key = (method, route, status)
         counts = shard.series.get(key)
         if counts is None:
