@@ -118,3 +118,66 @@ def test_django_routes_exceptions_request_ids_and_access_log(django_app: Any) ->
     lines = [json.loads(x) for x in stream.getvalue().splitlines()]
     assert [x["route"] for x in lines][:2] == ["/api/items/<int:item_id>/"] * 2
     assert lines[0]["request_id"] == "r-9" and lines[0]["path"] == "/api/items/5/"
+
+
+async def aitem(request: Any, item_id: int) -> JsonResponse:
+    return JsonResponse({"id": item_id, "rid": get_request_id(), "async": True})
+
+
+api.append(path("aitems/<int:item_id>/", aitem))
+
+
+def test_django_asgi_routes_exceptions_and_request_ids(django_app: Any) -> None:
+    """The same project under ``get_asgi_application()``: route templates from the
+    resolver (sync and async views), exceptions counted by type, request ids."""
+    import asyncio
+
+    import httpx
+    from django.core.asgi import get_asgi_application
+
+    reg = CollectorRegistry()
+    stream = io.StringIO()
+    log = AccessLog(stream, flush_interval=60)
+    app = sdk.instrument(get_asgi_application(), service="dj", registry=reg, access_log=log)
+
+    async def drive() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return [
+                await client.get("/api/items/5/", headers={"x-request-id": "a-1"}),
+                await client.get("/api/aitems/7/"),
+                await client.get("/api/boom/"),
+                await client.get("/nowhere/"),
+                await client.get("/metrics"),
+            ]
+
+    sync_view, async_view, boom_, missing, metrics = asyncio.run(drive())
+    assert sync_view.json() == {"id": 5, "rid": "a-1"}
+    assert sync_view.headers["x-request-id"] == "a-1"
+    assert async_view.json()["id"] == 7 and async_view.json()["rid"]
+    assert async_view.json()["rid"] == async_view.headers["x-request-id"]
+    assert boom_.status_code == 500 and missing.status_code == 404
+
+    def value(name: str, **labels: str) -> float:
+        return reg.get_sample_value(name, labels) or 0.0
+
+    ok = {"method": "GET", "status": "200"}
+    assert value("http_requests_total", route="/api/items/<int:item_id>/", **ok) == 1
+    assert value("http_requests_total", route="/api/aitems/<int:item_id>/", **ok) == 1
+    assert value("http_requests_total", method="GET", route="/api/boom/", status="500") == 1
+    assert value("http_requests_total", method="GET", route="<unmatched>", status="404") == 1
+    assert (
+        value(
+            "http_exceptions_total", method="GET", route="/api/boom/", exception="ZeroDivisionError"
+        )
+        == 1
+    )
+    assert value("http_requests_in_progress", method="GET") == 0
+    assert b'route="/api/aitems/<int:item_id>/"' in metrics.content
+    log.close()
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert [x["route"] for x in lines[:2]] == [
+        "/api/items/<int:item_id>/",
+        "/api/aitems/<int:item_id>/",
+    ]
+    assert lines[0]["request_id"] == "a-1" and lines[0]["path"] == "/api/items/5/"

@@ -36,9 +36,9 @@ def instrument(
     """Add HTTP metrics, request ids and ``/metrics``, ``/health``, ``/ready``.
 
     Works with FastAPI and Starlette (middleware added in place), Flask (hooks plus
-    a ``wsgi_app`` wrapper, in place), Django (the ``get_wsgi_application()``
-    handler, wrapped: route templates from the URL resolver, nothing to add to
-    ``MIDDLEWARE``) and any other ASGI or WSGI callable (wrapped: use the return
+    a ``wsgi_app`` wrapper, in place), Django (the ``get_wsgi_application()`` or
+    ``get_asgi_application()`` handler, wrapped: route templates from the URL
+    resolver, nothing to add to ``MIDDLEWARE``) and any other ASGI or WSGI callable (wrapped: use the return
     value). Always use the returned object as your app.
 
     Args:
@@ -90,6 +90,10 @@ def instrument(
         from vigil.sdk.django_hooks import instrument_django
 
         return instrument_django(app, common, metrics)  # type: ignore[return-value]
+    if kind == "django-asgi":
+        from vigil.sdk.django_hooks import instrument_django_asgi
+
+        return instrument_django_asgi(app, common, metrics)  # type: ignore[return-value]
     if kind == "asgi":
         from vigil.sdk.asgi import VigilASGIMiddleware
 
@@ -110,6 +114,8 @@ def _kind(app: Any) -> str:
             return "flask"
         if cls.__name__ == "WSGIHandler" and mod.startswith("django."):
             return "django"
+        if cls.__name__ == "ASGIHandler" and mod.startswith("django."):
+            return "django-asgi"
     if not callable(app):
         return "unknown"
     import inspect
