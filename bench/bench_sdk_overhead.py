@@ -80,7 +80,13 @@ if variant in ("metrics", "sdk", "access", "tracing"):
         sdk.setup_logging(service="bench", stream=open(os.devnull, "w"))
     access = None
     if variant == "access":
-        access = sdk.setup_access_log(service="bench", stream=open(os.devnull, "wb"))
+        access = sdk.setup_access_log(
+            service="bench",
+            stream=open(os.devnull, "wb"),
+            flush_interval=float(os.environ.get("BENCH_FLUSH_INTERVAL", "0.1")),
+            flush_lines=int(os.environ.get("BENCH_FLUSH_LINES", "1024")),
+            max_buffer_lines=int(os.environ.get("BENCH_MAX_LINES", "16384")),
+        )
     app = sdk.instrument(app, service="bench", access_log=access or False)
 if variant == "tracing":
     from vigil.sdk.tracing import setup_tracing
@@ -190,10 +196,8 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_variant(
-    variant: str, seconds: int, conns: int, app_dir: str, endpoint: str
-) -> tuple[float, float | None]:
-    """Return (requests/s, server CPU microseconds per request) of one run."""
+def start_server(variant: str, app_dir: str, endpoint: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the bench app as ``variant`` under uvicorn (one worker); wait until it answers."""
     port = free_port()
     env = {**os.environ, "VARIANT": variant, "OTLP_ENDPOINT": endpoint}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -204,15 +208,28 @@ def run_variant(
         preexec_fn=_pinned(SERVER_CPUS),
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/items/1"
-    try:
-        import httpx
+    import httpx
 
-        for _ in range(100):
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    for _ in range(100):
+        try:
+            httpx.get(url, timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return proc, url
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(10)
+
+
+def run_variant(
+    variant: str, seconds: int, conns: int, app_dir: str, endpoint: str
+) -> tuple[float, float | None]:
+    """Return (requests/s, server CPU microseconds per request) of one run."""
+    proc, url = start_server(variant, app_dir, endpoint)
+    try:
         load = load_wrk if shutil.which("wrk") else load_httpx
         load(url, 1, conns)  # warm-up
         cpu0 = cpu_seconds(proc.pid)
@@ -223,8 +240,91 @@ def run_variant(
             per_request = (cpu1 - cpu0) / total * 1e6
         return rps, per_request
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_server(proc)
+
+
+def run_side_by_side(
+    variant: str, seconds: int, conns: int, app_dir: str, endpoint: str, baseline: str = "bare"
+) -> tuple[tuple[float, float], tuple[float | None, float | None]]:
+    """Run bare and ``variant`` at the same time, on the same CPU, each under its
+    own wrk; return ((bare req/s, variant req/s), (bare, variant CPU us/request)).
+
+    Both servers are saturated and the kernel gives each half of the core, so
+    whatever the machine's neighbours do at that moment slows both alike; the
+    throughput ratio is the ratio of the CPU each spends per request.
+    """
+    servers = [start_server(v, app_dir, endpoint) for v in (baseline, variant)]
+    try:
+
+        def both(duration: int) -> list[str]:
+            runs = [
+                subprocess.Popen(
+                    ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", url],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    preexec_fn=_pinned(LOAD_CPUS),
+                )
+                for _, url in servers
+            ]
+            return [run.communicate()[0] for run in runs]
+
+        both(1)  # warm-up
+        cpu0 = [cpu_seconds(proc.pid) for proc, _ in servers]
+        outs = both(seconds)
+        cpu1 = [cpu_seconds(proc.pid) for proc, _ in servers]
+    finally:
+        for proc, _ in servers:
+            stop_server(proc)
+    rps: list[float] = []
+    per_request: list[float | None] = []
+    for out, c0, c1 in zip(outs, cpu0, cpu1, strict=True):
+        got = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        total = re.search(r"(\d+) requests in", out)
+        rps.append(float(got.group(1)) if got else 0.0)
+        n = int(total.group(1)) if total else 0
+        per_request.append((c1 - c0) / n * 1e6 if c0 is not None and c1 is not None and n else None)
+    return (rps[0], rps[1]), (per_request[0], per_request[1])
+
+
+def main_side_by_side(args: argparse.Namespace, variants: list[str], sink: OtlpSink) -> None:
+    if not shutil.which("wrk"):
+        raise SystemExit("--side-by-side needs wrk (apt-get install wrk)")
+    # bare against bare first: the noise floor of the method itself.
+    baseline = args.baseline
+    compared = [baseline] + [v for v in variants if v != baseline]
+    ratios: dict[str, list[float]] = {v: [] for v in compared}
+    cpu_ratios: dict[str, list[float]] = {v: [] for v in compared}
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "benchapp.py"), "w") as fh:
+            fh.write(APP)
+        print(f"side by side: bare and each variant together on CPU {sorted(SERVER_CPUS or ())}, "
+              f"two wrk (-c{args.connections} each) on {sorted(LOAD_CPUS or ())}")  # fmt: skip
+        for r in range(args.rounds):
+            for v in compared:
+                (base, got), (base_cpu, cpu) = run_side_by_side(
+                    v, args.seconds, args.connections, tmp, sink.url, baseline
+                )
+                if base:
+                    ratios[v].append(got / base)
+                if base_cpu and cpu:
+                    cpu_ratios[v].append(cpu / base_cpu)
+                print(
+                    f"  round {r + 1} {v:8s} {got:7.0f} req/s vs bare {base:7.0f}", file=sys.stderr
+                )
+    print(
+        f"{'variant':8s} {'throughput loss':>15s} {'(rounds)':>20s} {'CPU/request':>12s} {'(rounds)':>20s}"
+    )
+    for v in compared:
+        if not ratios[v]:
+            continue
+        loss = 100.0 * (1.0 - statistics.median(ratios[v]))
+        lo, hi = 100.0 * (1.0 - max(ratios[v])), 100.0 * (1.0 - min(ratios[v]))
+        line = f"{v + (' (A/A)' if v == baseline else ''):8s} {loss:14.1f}% {f'({lo:.1f}% to {hi:.1f}%)':>20s}"
+        if cpu_ratios[v]:
+            extra = 100.0 * (statistics.median(cpu_ratios[v]) - 1.0)
+            clo, chi = (100.0 * (min(cpu_ratios[v]) - 1.0), 100.0 * (max(cpu_ratios[v]) - 1.0))
+            line += f" {extra:+11.1f}% {f'({clo:+.1f}% to {chi:+.1f}%)':>20s}"
+        print(line)
 
 
 def _keepalive_requests(port: int, n: int) -> None:
@@ -334,6 +434,14 @@ def main() -> None:
     parser.add_argument(
         "--requests", type=int, default=1000, help="requests counted per variant (--instructions)"
     )
+    parser.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="run bare and each variant at the same time on the same CPU (needs wrk)",
+    )
+    parser.add_argument(
+        "--baseline", default="bare", help="what --side-by-side compares each variant to"
+    )
     args = parser.parse_args()
     if args.instructions:
         sink = OtlpSink()
@@ -347,6 +455,13 @@ def main() -> None:
         cpus = sorted(os.sched_getaffinity(0))
         SERVER_CPUS, LOAD_CPUS = {cpus[0]}, set(cpus[1:])
     variants = [v for v in args.variants.split(",") if v]
+    if args.side_by_side:
+        sink = OtlpSink()
+        try:
+            main_side_by_side(args, variants, sink)
+        finally:
+            sink.close()
+        return
     rps: dict[str, list[float]] = {v: [] for v in variants}
     cpu: dict[str, list[float]] = {v: [] for v in variants}
     sink = OtlpSink()

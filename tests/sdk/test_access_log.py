@@ -266,3 +266,27 @@ def test_trace_ids_when_a_span_is_active() -> None:
     assert rec["span_id"] == format(ctx.span_id, "016x")
     assert rec["duration_ms"] == 1.5
     assert trace.get_current_span().get_span_context().is_valid is False
+
+
+def test_context_is_taken_at_request_time_and_a_bad_entry_costs_only_its_line() -> None:
+    """Lines are formatted later, on the writer thread: the user id and span must be
+    those of the request, and one entry that cannot be formatted must not take
+    the rest of the batch with it."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    stream = io.BytesIO()
+    log = AccessLog(stream, flush_interval=60)
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("req") as span:
+        token = sdk.context.user_id_var.set("u-1")
+        log.log("GET", "/a", "/a", 200, 0.001, "r-1")
+        sdk.context.user_id_var.reset(token)
+    log._buf.append(("not", "an", "entry"))  # what a bug would leave behind
+    log.log("GET", "/b", "/b", 200, 0.002, "r-2")  # outside the span and user
+    log.close()
+    first, second = records(stream)
+    assert first["user_id"] == "u-1" and first["request_id"] == "r-1"
+    assert first["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    assert "user_id" not in second and "trace_id" not in second
+    assert second["path"] == "/b" and second["duration_ms"] == 2.0
+    assert log.stats()["dropped_error"] == 1 and log.stats()["written"] == 2

@@ -77,7 +77,7 @@ class LineWriter:
         self._start_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
-        self._buf: list[str] = []
+        self._buf: list[Any] = []
         self._thread: threading.Thread | None = None
         # Lines a caller may append without calling write_line: 0 until the writer
         # thread runs, and again once closed, so those cases take the slow path.
@@ -90,6 +90,10 @@ class LineWriter:
         a short ``str`` is cheaper to make than ``bytes`` of the same length, and
         the request path should not pay for encoding.
         """
+        self._enqueue(line)
+
+    def _enqueue(self, item: Any) -> None:
+        """Queue one item for :meth:`_render` (a line, unless a subclass says otherwise)."""
         if self._closed:
             self.dropped_error += 1
             return
@@ -98,7 +102,7 @@ class LineWriter:
         if queued >= self.max_buffer_lines:
             self.dropped_overflow += 1
             return
-        buf.append(line)
+        buf.append(item)
         if self._thread is None:
             self._start()
         elif queued + 1 >= self.flush_lines and not self._wake.is_set():
@@ -131,8 +135,12 @@ class LineWriter:
             n = len(buf)
             if not n:
                 return
-            lines = buf[:n]
-            del buf[:n]  # lines appended meanwhile stay, after index n
+            items = buf[:n]
+            del buf[:n]  # items appended meanwhile stay, after index n
+            lines = self._render(items)
+            if not lines:
+                return
+            n = len(lines)
             data = "\n".join(lines) + "\n"
             try:
                 self._write(data)
@@ -148,6 +156,13 @@ class LineWriter:
                         )
                     except Exception:
                         pass
+
+    def _render(self, items: list[Any]) -> list[str]:
+        """Turn buffered items into lines, on the writer thread. Here they are lines
+        already; a subclass may queue raw values and format them here, in one batch,
+        so the caller's path stays short. Items that fail to render are counted in
+        ``dropped_error`` and left out, never raised."""
+        return items
 
     def _write(self, data: str) -> None:
         stream: Any = self.stream if self.stream is not None else sys.stderr

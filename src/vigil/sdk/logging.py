@@ -86,15 +86,37 @@ def _span_lookup() -> Callable[[], Any]:
         return trace.get_current_span
 
 
-def current_trace_ids() -> tuple[str | None, str | None]:
-    """Return ``(trace_id, span_id)`` of the active OpenTelemetry span, hex encoded."""
+def current_span() -> Any:
+    """Return the active OpenTelemetry span object, or ``None`` (cheap: no formatting)."""
     global _active_span
     lookup = _active_span
     if lookup is None:
         if "opentelemetry.trace" not in sys.modules:
-            return None, None
+            return None
         lookup = _active_span = _span_lookup()
-    span = lookup()
+    return lookup()
+
+
+def span_ids(span: Any) -> tuple[str | None, str | None]:
+    """Return ``(trace_id, span_id)`` of ``span``, hex encoded; ``None``s if invalid."""
+    if span is None:
+        return None, None
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return None, None
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+def current_trace_ids() -> tuple[str | None, str | None]:
+    """Return ``(trace_id, span_id)`` of the active OpenTelemetry span, hex encoded."""
+    # span_ids(current_span()), inlined: it runs for every log record.
+    lookup = _active_span
+    if lookup is None:
+        if "opentelemetry.trace" not in sys.modules:
+            return None, None
+        span = current_span()
+    else:
+        span = lookup()
     if span is None:
         return None, None
     ctx = span.get_span_context()
