@@ -1,6 +1,7 @@
 """Requests/s of a trivial FastAPI endpoint with and without vigil.sdk.
 
-Usage: ``python bench/bench_sdk_overhead.py [--seconds 5] [--rounds 3] [--connections 32]``.
+Usage: ``python bench/bench_sdk_overhead.py [--side-by-side] [--seconds 5] [--rounds 3]
+[--connections 32] [--variants bare,metrics,...]``.
 
 Variants (the endpoint and the load are the same in all of them):
 
@@ -13,7 +14,10 @@ Variants (the endpoint and the load are the same in all of them):
   (``instrument(..., access_log=...)``): one JSON line per request, no stdlib
   logging call.
 * ``tracing``: sdk plus ``sdk.setup_tracing`` exporting to a real OTLP/HTTP sink
-  started here (it accepts and counts every export).
+  started here (it accepts and counts every export). FastAPI's native telemetry
+  records four spans per request (server, dependencies, endpoint, serialization).
+* ``tracing1``: tracing with ``FastAPI(telemetry={"operation_spans": False})``:
+  the server span only.
 
 Each run starts uvicorn (one worker) in a subprocess, pinned to the first CPU
 while the load generator gets the others (``--no-pin`` to share them); the load comes from ``wrk``
@@ -23,6 +27,15 @@ order, so a noisy neighbour hurts all of them alike; medians are printed, with t
 range. Besides requests/s, the server's CPU time per request (from
 ``/proc/<pid>/stat``) is printed: it is far less sensitive to other processes on
 the machine than throughput.
+
+``--side-by-side`` is the steadiest measure under real load: each round runs the
+bare app and one variant at the same time, both pinned to the same CPU, each under
+its own ``wrk`` on the other CPUs. Both servers are saturated and the kernel gives
+each half of the core, so a noisy neighbour slows both alike; the throughput ratio
+is the ratio of CPU spent per request. A bare-against-bare pair runs first in every
+round: its spread is the method's noise floor. ``--baseline`` compares against
+another variant (``--baseline metrics --variants access``: what the access log
+adds).
 
 ``--instructions`` measures something noise cannot touch: each variant's uvicorn
 runs under valgrind's callgrind, a keep-alive client sends ``--requests`` requests
@@ -52,16 +65,20 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-VARIANTS = ("bare", "stdlog", "metrics", "sdk", "access", "tracing")
+VARIANTS = ("bare", "stdlog", "metrics", "sdk", "access", "tracing", "tracing1")
 
 APP = """
 import logging, os
 from fastapi import FastAPI
 
 variant = os.environ["VARIANT"]
-app = FastAPI()
+TRACING = variant in ("tracing", "tracing1")
+if variant == "tracing1":  # FastAPI's native telemetry, server spans only
+    app = FastAPI(telemetry={"operation_spans": False})
+else:
+    app = FastAPI()
 log = logging.getLogger("bench")
-LOG = variant in ("stdlog", "sdk", "tracing")
+LOG = variant in ("stdlog", "sdk") or TRACING
 
 @app.get("/items/{item_id}")
 async def item(item_id: int):
@@ -74,7 +91,7 @@ if variant == "stdlog":
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.INFO)
-if variant in ("metrics", "sdk", "access", "tracing"):
+if variant in ("metrics", "sdk", "access") or TRACING:
     from vigil import sdk
     if LOG:
         sdk.setup_logging(service="bench", stream=open(os.devnull, "w"))
@@ -88,7 +105,7 @@ if variant in ("metrics", "sdk", "access", "tracing"):
             max_buffer_lines=int(os.environ.get("BENCH_MAX_LINES", "16384")),
         )
     app = sdk.instrument(app, service="bench", access_log=access or False)
-if variant == "tracing":
+if TRACING:
     from vigil.sdk.tracing import setup_tracing
     setup_tracing("bench", endpoint=os.environ["OTLP_ENDPOINT"], app=app)
 if os.environ.get("BENCH_GC_FREEZE"):
@@ -518,7 +535,7 @@ def main() -> None:
                 loss = 100.0 * (1.0 - statistics.median(ratios))
                 lo, hi = 100.0 * (1.0 - max(ratios)), 100.0 * (1.0 - min(ratios))
                 print(f"{v:8s} {loss:20.1f}% {f'(rounds: {lo:.1f}% to {hi:.1f}%)':>30s}")
-    if "tracing" in variants:
+    if "tracing" in variants or "tracing1" in variants:
         print(f"OTLP sink: {sink.requests} export requests, {sink.bytes} bytes")
 
 
