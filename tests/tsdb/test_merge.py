@@ -8,7 +8,8 @@ import pytest
 from vigil.model.labels import Labels
 from vigil.model.matchers import Matcher, MatchType
 from vigil.storage.memory import MemoryStorage
-from vigil.tsdb.merge import MergeQuerier, merge_samples
+from vigil.storage.interface import SeriesData, SeriesList
+from vigil.tsdb.merge import MergeQuerier, merge_flat, merge_samples, merge_series_streams
 
 A = Labels.from_dict({"__name__": "m", "x": "a"})
 B = Labels.from_dict({"__name__": "m", "x": "b"})
@@ -87,3 +88,70 @@ def test_close_closes_all_and_reports_first_error() -> None:
     with pytest.raises(OSError, match="close failed"):
         mq.close()
     assert r1.closed and r2.closed and r3.closed
+
+
+class Fixed:
+    """A querier answering every select with the same series (the merge's input)."""
+
+    def __init__(self, series: list[SeriesData]) -> None:
+        self.series_list = series
+
+    def select(self, *args: object, **kwargs: object) -> list[SeriesData]:
+        return self.series_list
+
+    def close(self) -> None:
+        pass
+
+
+def _source(rng: np.random.Generator, names: list[Labels], t0: int, flat: bool) -> list[SeriesData]:
+    out = []
+    for ls in names:
+        if rng.random() < 0.3:
+            continue
+        n = int(rng.integers(0, 6))
+        ts = np.sort(rng.choice(np.arange(t0, t0 + 40), size=n, replace=False)).astype(np.int64)
+        out.append(SeriesData(ls, ts, rng.random(n)))
+    if not flat or not out:
+        return out
+    offsets = np.zeros(len(out) + 1, dtype=np.int64)
+    np.cumsum([s.timestamps.size for s in out], out=offsets[1:])
+    ts_all = np.concatenate([s.timestamps for s in out])
+    vs_all = np.concatenate([s.values for s in out])
+    b = offsets.tolist()
+    rows = [
+        SeriesData(s.labels, ts_all[b[i] : b[i + 1]], vs_all[b[i] : b[i + 1]])
+        for i, s in enumerate(out)
+    ]
+    return SeriesList(rows, ts_all, vs_all, offsets)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_flat_merge_agrees_with_the_per_series_merge(overlap: bool) -> None:
+    """Random sources (some series missing from some, some empty, flat or not): the
+    whole-array merge answers exactly as the per-series merge, and declines when
+    sources overlap in time."""
+    rng = np.random.default_rng(7 + overlap)
+    names = sorted(Labels.from_dict({"__name__": "m", "i": str(i)}) for i in range(40))
+    declined = 0
+    for trial in range(60):
+        nsrc = int(rng.integers(2, 5))
+        sources = [
+            _source(rng, names, t0=(k * 20 if overlap else k * 100), flat=bool(rng.random() < 0.5))
+            for k in range(nsrc)
+        ]
+        sources = [s for s in sources if s]
+        if len(sources) < 2:
+            continue
+        want = list(merge_series_streams(sources))
+        got = MergeQuerier([Fixed(s) for s in sources]).select([], 0, 10**6)
+        fast = merge_flat(sources)
+        if fast is None:
+            declined += 1
+        else:
+            assert isinstance(got, SeriesList)
+            assert got.offsets[-1] == got.flat_timestamps.size
+        assert [s.labels for s in got] == [s.labels for s in want], trial
+        for g, w in zip(got, want, strict=True):
+            assert g.timestamps.tolist() == w.timestamps.tolist(), (trial, g.labels)
+            assert g.values.tolist() == w.values.tolist(), (trial, g.labels)
+    assert (declined > 0) == overlap

@@ -5,6 +5,12 @@ merged into one series, samples sorted by time; where two sources hold a sample 
 the same timestamp, the querier later in the list wins (callers list sources from
 oldest to newest, so the newest write wins, as in a vertical compaction). When a
 series comes from a single querier it is passed through untouched.
+
+The common case, consecutive blocks (and the head) whose samples of each series
+follow one another in time, is merged with whole-array operations
+(:func:`merge_flat`): every source's samples are copied once into two flat arrays,
+with no Python work per series beyond making its `SeriesData`. Anything else
+(overlapping sources, out-of-order data) takes the per-series path.
 """
 
 from __future__ import annotations
@@ -17,7 +23,12 @@ import numpy as np
 
 from vigil.model.labels import Labels
 from vigil.model.matchers import Matcher
-from vigil.storage.interface import Querier, SelectHints, SeriesData
+from vigil.storage.interface import Querier, SelectHints, SeriesData, SeriesList
+
+# Rows per batch when copying a source into the merged arrays: bounds the index
+# temporaries (two int64 per sample of the batch).
+_COPY_BATCH_ROWS = 2048
+_INT64_MIN = np.iinfo(np.int64).min
 
 
 def merge_samples(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -60,6 +71,90 @@ def merge_series_streams(streams: Sequence[Iterable[SeriesData]]) -> Iterator[Se
         yield _merge_group(group)
 
 
+def _as_flat(
+    result: list[SeriesData],
+) -> tuple[list[Labels], np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, timestamps, values, offsets) of one source's answer, its samples back
+    to back: as they are when the source says so (`SeriesList`), else concatenated."""
+    labels = [s.labels for s in result]
+    if isinstance(result, SeriesList) and len(result.offsets) == len(result) + 1:
+        return labels, result.flat_timestamps, result.flat_values, result.offsets
+    offsets = np.zeros(len(result) + 1, dtype=np.int64)
+    np.cumsum([s.timestamps.size for s in result], out=offsets[1:])
+    ts = np.concatenate([s.timestamps for s in result])
+    vs = np.concatenate([s.values for s in result])
+    return labels, ts, vs, offsets
+
+
+def _union(label_lists: list[list[Labels]]) -> tuple[list[Labels], list[np.ndarray | None]]:
+    """The sorted union of label-sorted lists, and each list's rows in it (`None`
+    where a list is the union itself, row for row)."""
+    first = label_lists[0]
+    if all(len(ls) == len(first) and ls == first for ls in label_lists[1:]):
+        return first, [None] * len(label_lists)
+    union: list[Labels] = []
+    for ls in heapq.merge(*label_lists):
+        if not union or union[-1] != ls:
+            union.append(ls)
+    row_of = {ls: i for i, ls in enumerate(union)}
+    rows: list[np.ndarray | None] = [
+        np.fromiter((row_of[ls] for ls in lst), dtype=np.int64, count=len(lst))
+        for lst in label_lists
+    ]
+    return union, rows
+
+
+def merge_flat(results: Sequence[list[SeriesData]]) -> SeriesList | None:
+    """Merge label-sorted answers of several sources (oldest first) when, for every
+    series, each source's samples all come after the previous source's: the
+    samples are copied once, source by source, into two flat arrays (series-major).
+    Returns None when some series' sources overlap or are out of order in time;
+    the per-series merge handles those (later source wins on equal timestamps)."""
+    flats = [_as_flat(r) for r in results]
+    union, rows = _union([f[0] for f in flats])
+    n = len(union)
+    filled = np.zeros(n, dtype=np.int64)  # samples placed per merged series so far
+    last = np.full(n, _INT64_MIN, dtype=np.int64)  # their last timestamp
+    placed: list[tuple[np.ndarray, np.ndarray]] = []
+    for (_, ts, _, offsets), row in zip(flats, rows, strict=True):
+        row = np.arange(len(offsets) - 1, dtype=np.int64) if row is None else row
+        lens = np.diff(offsets)
+        some = lens > 0
+        if some.any():
+            r = row[some]
+            first_t = ts[offsets[:-1][some]]
+            if bool((first_t <= last[r]).any()):
+                return None
+            last[r] = ts[offsets[1:][some] - 1]
+        placed.append((row, filled[row].copy()))
+        filled[row] += lens
+    out_offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(filled, out=out_offsets[1:])
+    total = int(out_offsets[-1])
+    out_t = np.empty(total, dtype=np.int64)
+    out_v = np.empty(total, dtype=np.float64)
+    for (_, ts, vs, offsets), (row, before) in zip(flats, placed, strict=True):
+        dest = out_offsets[row] + before  # where each of this source's runs goes
+        for a in range(0, row.size, _COPY_BATCH_ROWS):
+            b = min(row.size, a + _COPY_BATCH_ROWS)
+            lo, hi = int(offsets[a]), int(offsets[b])
+            if hi == lo:
+                continue
+            lens = np.diff(offsets[a : b + 1])
+            index = np.repeat(dest[a:b] - offsets[a:b], lens)
+            index += np.arange(lo, hi, dtype=np.int64)
+            out_t[index] = ts[lo:hi]
+            out_v[index] = vs[lo:hi]
+    out_t.flags.writeable = False
+    out_v.flags.writeable = False
+    bounds = out_offsets.tolist()
+    series = [
+        SeriesData(ls, out_t[bounds[j] : bounds[j + 1]], out_v[bounds[j] : bounds[j + 1]])
+        for j, ls in enumerate(union)
+    ]
+    return SeriesList(series, out_t, out_v, out_offsets)
+
+
 def _merge_group(group: list[SeriesData]) -> SeriesData:
     if len(group) == 1:
         return group[0]
@@ -89,7 +184,10 @@ class MergeQuerier:
             return []
         if len(nonempty) == 1:
             return nonempty[0]
-        # Common case: consecutive blocks holding the same series, row for row.
+        merged = merge_flat(nonempty)
+        if merged is not None:
+            return merged
+        # Same series row for row, but overlapping in time: merge per series.
         labels = [s.labels for s in nonempty[0]]
         if all(len(r) == len(labels) and [s.labels for s in r] == labels for r in nonempty[1:]):
             return [_merge_group(list(group)) for group in zip(*nonempty, strict=True)]
