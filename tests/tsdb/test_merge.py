@@ -7,8 +7,8 @@ import pytest
 
 from vigil.model.labels import Labels
 from vigil.model.matchers import Matcher, MatchType
+from vigil.storage.interface import FlatSeries, SeriesData, SeriesList
 from vigil.storage.memory import MemoryStorage
-from vigil.storage.interface import SeriesData, SeriesList
 from vigil.tsdb.merge import MergeQuerier, merge_flat, merge_samples, merge_series_streams
 
 A = Labels.from_dict({"__name__": "m", "x": "a"})
@@ -125,6 +125,18 @@ def _source(rng: np.random.Generator, names: list[Labels], t0: int, flat: bool) 
     return SeriesList(rows, ts_all, vs_all, offsets)
 
 
+class FixedFlat(Fixed):
+    """A querier that also answers as a block does: `select_flat`, no SeriesData."""
+
+    def select_flat(self, *args: object, **kwargs: object) -> FlatSeries:
+        rows = self.series_list
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([s.timestamps.size for s in rows], out=offsets[1:])
+        ts = np.concatenate([s.timestamps for s in rows]) if rows else np.zeros(0, np.int64)
+        vs = np.concatenate([s.values for s in rows]) if rows else np.zeros(0)
+        return FlatSeries([s.labels for s in rows], ts, vs, offsets)
+
+
 @pytest.mark.parametrize("overlap", [False, True])
 def test_flat_merge_agrees_with_the_per_series_merge(overlap: bool) -> None:
     """Random sources (some series missing from some, some empty, flat or not): the
@@ -143,7 +155,10 @@ def test_flat_merge_agrees_with_the_per_series_merge(overlap: bool) -> None:
         if len(sources) < 2:
             continue
         want = list(merge_series_streams(sources))
-        got = MergeQuerier([Fixed(s) for s in sources]).select([], 0, 10**6)
+        kinds = [FixedFlat if rng.random() < 0.5 else Fixed for _ in sources]
+        got = MergeQuerier([kind(s) for kind, s in zip(kinds, sources, strict=True)]).select(
+            [], 0, 10**6
+        )
         fast = merge_flat(sources)
         if fast is None:
             declined += 1

@@ -91,6 +91,35 @@ class SeriesList(list[SeriesData]):
         self.offsets = offsets
 
 
+class FlatSeries:
+    """Series as label rows plus their samples back to back in two flat arrays (row
+    i's are ``timestamps[offsets[i]:offsets[i+1]]``), with no `SeriesData` made:
+    what a store that merges several sources wants from each of them. A querier
+    may offer it as ``select_flat`` (same arguments as ``select``)."""
+
+    __slots__ = ("labels", "offsets", "timestamps", "values")
+
+    def __init__(
+        self, labels: list[Labels], timestamps: np.ndarray, values: np.ndarray, offsets: np.ndarray
+    ) -> None:
+        self.labels = labels
+        self.timestamps = timestamps
+        self.values = values
+        self.offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def series_list(self) -> SeriesList:
+        """The same series as a `SeriesList` (the `SeriesData` are views)."""
+        ts, vs, bounds = self.timestamps, self.values, self.offsets.tolist()
+        rows = [
+            SeriesData(ls, ts[bounds[j] : bounds[j + 1]], vs[bounds[j] : bounds[j + 1]])
+            for j, ls in enumerate(self.labels)
+        ]
+        return SeriesList(rows, ts, vs, self.offsets)
+
+
 @dataclass(frozen=True, slots=True)
 class SelectHints:
     """What the caller will do with the data; an implementation may use it to prune."""

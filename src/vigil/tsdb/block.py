@@ -42,7 +42,7 @@ import numpy as np
 
 from vigil.model.labels import Labels
 from vigil.model.matchers import Matcher
-from vigil.storage.interface import SelectHints, SeriesData, SeriesList
+from vigil.storage.interface import FlatSeries, SelectHints, SeriesData
 from vigil.tsdb.chunk_cache import ChunkCache
 from vigil.tsdb.chunks import ChunkDecodeError, decode_chunk, encode_chunk
 from vigil.tsdb.index import CHUNK_DTYPE, IndexFormatError, IndexReader, write_index
@@ -776,9 +776,14 @@ class BlockQuerier:
         return range(b0, b1 + 1)
 
     def _read(self, ids: np.ndarray, mint: int, maxt: int) -> list[SeriesData]:
+        got = self._read_flat(ids, mint, maxt)
+        return got.series_list() if isinstance(got, FlatSeries) else got
+
+    def _read_flat(self, ids: np.ndarray, mint: int, maxt: int) -> FlatSeries | list[SeriesData]:
         """Decode the chunks holding `ids` (ascending) in [mint, maxt], then cut every
         series' in-range samples out of them with whole-array operations: per series
-        only a slice and a `SeriesData` are made in Python. Only the time bands
+        only a slice and a `SeriesData` are made in Python, and not even those when
+        the samples end up back to back (a `FlatSeries`). Only the time bands
         overlapping the range are read, and the work is proportional to the chunks
         touched, not to the block's size."""
         block, idx = self._block, self._block.index
@@ -835,22 +840,22 @@ class BlockQuerier:
             keep = i1 > i0
             if not keep.any():
                 return []
-            out = [
+            a0, a1 = i0[keep], i1[keep]
+            if bool(np.all(a0[1:] == a1[:-1])):  # back to back: say so
+                base, end = int(a0[0]), int(a1[-1])
+                offsets = np.append(a0, end) - base
+                rows = [labels(sid) for sid in ids[keep].tolist()]
+                return FlatSeries(rows, ts[base:end], vs[base:end], offsets)
+            return [
                 SeriesData(labels(sid), ts[a:b], vs[a:b])
                 for sid, a, b in zip(ids.tolist(), i0.tolist(), i1.tolist(), strict=True)
                 if b > a
             ]
-            a0, a1 = i0[keep], i1[keep]
-            if bool(np.all(a0[1:] == a1[:-1])):  # back to back: say so
-                base = int(a0[0])
-                offsets = np.append(a0, a1[-1]) - base
-                return SeriesList(out, ts[base : int(a1[-1])], vs[base : int(a1[-1])], offsets)
-            return out
         return self._join_bands(ids, ts, vs, i0.reshape(len(bands), m), i1.reshape(len(bands), m))
 
     def _join_bands(
         self, ids: np.ndarray, ts: np.ndarray, vs: np.ndarray, i0: np.ndarray, i1: np.ndarray
-    ) -> list[SeriesData]:
+    ) -> FlatSeries | list[SeriesData]:
         """Series whose samples are runs [i0[k, j], i1[k, j]) in bands k = 0, 1, ...,
         gathered band after band into two new flat arrays (series-major), a batch
         of series at a time so the index temporaries stay small."""
@@ -877,14 +882,7 @@ class BlockQuerier:
             np.take(vs, gather, out=out_v[offsets[a] : offsets[b]])
         out_t.flags.writeable = False
         out_v.flags.writeable = False
-        bounds = offsets.tolist()
-        series = [
-            SeriesData(
-                labels(sid), out_t[bounds[j] : bounds[j + 1]], out_v[bounds[j] : bounds[j + 1]]
-            )
-            for j, sid in enumerate(ids[present].tolist())
-        ]
-        return SeriesList(series, out_t, out_v, offsets)
+        return FlatSeries([labels(sid) for sid in ids[present].tolist()], out_t, out_v, offsets)
 
     def _concatenated(
         self,
@@ -977,6 +975,18 @@ class BlockQuerier:
         shared with other queriers through the chunk cache)."""
         self._check()
         return self._read(self._candidates(matchers, mint, maxt), mint, maxt)
+
+    def select_flat(
+        self,
+        matchers: Sequence[Matcher],
+        mint: int,
+        maxt: int,
+        hints: SelectHints | None = None,
+    ) -> FlatSeries | list[SeriesData]:
+        """`select`, as a `FlatSeries` when the samples lie back to back (no
+        `SeriesData` made), else as `select` answers."""
+        self._check()
+        return self._read_flat(self._candidates(matchers, mint, maxt), mint, maxt)
 
     def series(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[Labels]:
         """Exact: series straddling the range are decoded to check for samples in it."""

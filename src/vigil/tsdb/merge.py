@@ -23,7 +23,7 @@ import numpy as np
 
 from vigil.model.labels import Labels
 from vigil.model.matchers import Matcher
-from vigil.storage.interface import Querier, SelectHints, SeriesData, SeriesList
+from vigil.storage.interface import FlatSeries, Querier, SelectHints, SeriesData, SeriesList
 
 # Rows per batch when copying a source into the merged arrays: bounds the index
 # temporaries (two int64 per sample of the batch).
@@ -71,11 +71,15 @@ def merge_series_streams(streams: Sequence[Iterable[SeriesData]]) -> Iterator[Se
         yield _merge_group(group)
 
 
-def _as_flat(
-    result: list[SeriesData],
-) -> tuple[list[Labels], np.ndarray, np.ndarray, np.ndarray]:
+Answer = FlatSeries | list[SeriesData]
+
+
+def _as_flat(result: Answer) -> tuple[list[Labels], np.ndarray, np.ndarray, np.ndarray]:
     """(labels, timestamps, values, offsets) of one source's answer, its samples back
-    to back: as they are when the source says so (`SeriesList`), else concatenated."""
+    to back: as they are when the source says so (`FlatSeries`, `SeriesList`), else
+    concatenated."""
+    if isinstance(result, FlatSeries):
+        return result.labels, result.timestamps, result.values, result.offsets
     labels = [s.labels for s in result]
     if isinstance(result, SeriesList) and len(result.offsets) == len(result) + 1:
         return labels, result.flat_timestamps, result.flat_values, result.offsets
@@ -104,7 +108,7 @@ def _union(label_lists: list[list[Labels]]) -> tuple[list[Labels], list[np.ndarr
     return union, rows
 
 
-def merge_flat(results: Sequence[list[SeriesData]]) -> SeriesList | None:
+def merge_flat(results: Sequence[Answer]) -> SeriesList | None:
     """Merge label-sorted answers of several sources (oldest first) when, for every
     series, each source's samples all come after the previous source's: the
     samples are copied once, source by source, into two flat arrays (series-major).
@@ -147,12 +151,7 @@ def merge_flat(results: Sequence[list[SeriesData]]) -> SeriesList | None:
             out_v[index] = vs[lo:hi]
     out_t.flags.writeable = False
     out_v.flags.writeable = False
-    bounds = out_offsets.tolist()
-    series = [
-        SeriesData(ls, out_t[bounds[j] : bounds[j + 1]], out_v[bounds[j] : bounds[j + 1]])
-        for j, ls in enumerate(union)
-    ]
-    return SeriesList(series, out_t, out_v, out_offsets)
+    return FlatSeries(union, out_t, out_v, out_offsets).series_list()
 
 
 def _merge_group(group: list[SeriesData]) -> SeriesData:
@@ -178,15 +177,22 @@ class MergeQuerier:
         maxt: int,
         hints: SelectHints | None = None,
     ) -> list[SeriesData]:
-        results = [q.select(matchers, mint, maxt, hints) for q in self._queriers]
-        nonempty = [r for r in results if r]
-        if not nonempty:
+        results: list[Answer] = []
+        for q in self._queriers:
+            # Blocks can answer without making a SeriesData per series, which the
+            # merge would only throw away.
+            select = getattr(q, "select_flat", None) or q.select
+            results.append(select(matchers, mint, maxt, hints))
+        answers = [r for r in results if len(r)]
+        if not answers:
             return []
-        if len(nonempty) == 1:
-            return nonempty[0]
-        merged = merge_flat(nonempty)
+        if len(answers) == 1:
+            only = answers[0]
+            return only.series_list() if isinstance(only, FlatSeries) else only
+        merged = merge_flat(answers)
         if merged is not None:
             return merged
+        nonempty = [r.series_list() if isinstance(r, FlatSeries) else r for r in answers]
         # Same series row for row, but overlapping in time: merge per series.
         labels = [s.labels for s in nonempty[0]]
         if all(len(r) == len(labels) and [s.labels for s in r] == labels for r in nonempty[1:]):
