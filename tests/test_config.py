@@ -205,6 +205,7 @@ storage:
 vigil:
   listen_address: 0.0.0.0:9999
   retention_size: 512MB
+  chunk_cache_size: 1GB
   wal_fsync: always
   self_scrape: false
 """
@@ -236,6 +237,7 @@ vigil:
     assert cfg.remote_read[0].read_recent is True
     assert cfg.storage.tsdb.out_of_order_time_window == 600_000
     assert cfg.vigil.retention_size == 512 << 20
+    assert cfg.vigil.chunk_cache_size == 1 << 30
     assert cfg.vigil.listen_address == "0.0.0.0:9999"
 
 
@@ -353,6 +355,11 @@ BAD = [
         "bad-size",
         "vigil:\n  retention_size: 5 gigs\n",
         r'^prometheus\.yml:2:19: vigil\.retention_size: not a valid size: "5 gigs"',
+    ),
+    (
+        "bad-cache-size",
+        "vigil:\n  chunk_cache_size: lots\n",
+        r'^prometheus\.yml:2:21: vigil\.chunk_cache_size: not a valid size: "lots"',
     ),
     (
         "bad-listen",
@@ -597,3 +604,15 @@ def test_parse_helpers() -> None:
     assert parse_size_bytes("1GB") == 1 << 30
     with pytest.raises(ValueError, match="not a valid duration"):
         parse_duration_ms("soon")
+
+
+def test_server_sizes_its_chunk_cache_from_config_or_memory(tmp_path: Path) -> None:
+    from vigil.app import ServerOptions, Vigil
+    from vigil.tsdb.chunk_cache import auto_chunk_cache_bytes
+
+    auto = Vigil(ServerOptions(data_dir=tmp_path))._tsdb_options()
+    assert auto.chunk_cache_bytes == auto_chunk_cache_bytes()
+    cfg = tmp_path / "vigil.yml"
+    cfg.write_text("vigil:\n  chunk_cache_size: 64MB\n")
+    sized = Vigil(ServerOptions(config_file=cfg, data_dir=tmp_path))._tsdb_options()
+    assert sized.chunk_cache_bytes == 64 << 20

@@ -97,6 +97,7 @@ class Vigil:
 
     def _tsdb_options(self) -> Any:
         from vigil.config import parse_duration_ms, parse_size_bytes
+        from vigil.tsdb.chunk_cache import auto_chunk_cache_bytes
         from vigil.tsdb.db import TSDBOptions
 
         vcfg = self.loaded.config.vigil
@@ -112,6 +113,11 @@ class Vigil:
             retention_bytes=int(retention_bytes),
             wal_fsync=vcfg.wal_fsync,
             out_of_order_window_ms=vcfg.out_of_order_time_window.ms,
+            chunk_cache_bytes=(
+                int(vcfg.chunk_cache_size)
+                if vcfg.chunk_cache_size is not None
+                else auto_chunk_cache_bytes()
+            ),
         )
 
     # -- lifecycle -----------------------------------------------------------

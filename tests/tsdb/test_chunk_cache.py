@@ -368,3 +368,21 @@ def test_grouped_owner_is_evicted_whole_and_told() -> None:
     assert all(cache.get("arena", i) is None for i in range(3))
     assert all(cache.get("plain", i) is not None for i in range(4))
     assert cache.bytes == 4 * entry_bytes(10)
+
+
+def test_auto_size_is_a_sixteenth_of_memory_within_bounds() -> None:
+    from vigil.tsdb.chunk_cache import (
+        AUTO_MAX_BYTES,
+        AUTO_MIN_BYTES,
+        DEFAULT_CHUNK_CACHE_BYTES,
+        auto_chunk_cache_bytes,
+        memory_limit_bytes,
+    )
+
+    assert auto_chunk_cache_bytes(24 << 30) == (24 << 30) // 16
+    assert auto_chunk_cache_bytes(1 << 30) == AUTO_MIN_BYTES  # small VM: the floor
+    assert auto_chunk_cache_bytes(256 << 30) == AUTO_MAX_BYTES  # big host: the ceiling
+    assert auto_chunk_cache_bytes(0) == DEFAULT_CHUNK_CACHE_BYTES  # unknown memory
+    memory = memory_limit_bytes()
+    assert memory is not None and memory > 0  # Linux: physical memory or the cgroup limit
+    assert AUTO_MIN_BYTES <= auto_chunk_cache_bytes() <= AUTO_MAX_BYTES

@@ -512,6 +512,9 @@ class VigilConfig(_Model):
     data_dir: str = "./data"
     retention_time: Duration = Duration(15 * 24 * 3600 * 1000)
     retention_size: Size | None = None
+    # Decoded block chunks kept for queries; unset: a sixteenth of memory, kept
+    # within 256MB-2GB (tsdb.chunk_cache.auto_chunk_cache_bytes). 0 turns it off.
+    chunk_cache_size: Size | None = None
     wal_fsync: Literal["batch", "always", "never"] = "batch"
     out_of_order_time_window: Duration = Duration(0)
     lookback_delta: Duration = Duration(5 * 60 * 1000)

@@ -25,6 +25,7 @@ no longer counts.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -36,6 +37,45 @@ ENTRY_OVERHEAD_BYTES = 256
 array headers), so many tiny chunks cannot overshoot the bound much."""
 
 DEFAULT_CHUNK_CACHE_BYTES = 256 << 20
+"""The cache of a TSDB opened without saying (tests, tools); the server sizes its
+own with `auto_chunk_cache_bytes`."""
+
+AUTO_MIN_BYTES = 256 << 20
+AUTO_MAX_BYTES = 2 << 30
+
+
+def memory_limit_bytes() -> int | None:
+    """The memory this process may use: physical memory, or the cgroup's limit
+    (containers) when that is lower; None where neither can be read."""
+    limit: int | None = None
+    try:
+        limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max" (v2) means no limit; v1 says so with a huge number
+            cgroup = int(text)
+            limit = cgroup if limit is None else min(limit, cgroup)
+        break
+    return limit
+
+
+def auto_chunk_cache_bytes(memory: int | None = None) -> int:
+    """A sixteenth of the memory the process may use, kept within 256 MiB-2 GiB.
+
+    The cache only holds what queries decoded, so an idle server uses none of it;
+    a block is decoded into one contiguous arena (no concatenation per query) only
+    when it fits in half the cache, so a larger cache keeps large compacted blocks
+    fast where memory allows."""
+    memory = memory_limit_bytes() if memory is None else memory
+    if not memory:
+        return DEFAULT_CHUNK_CACHE_BYTES
+    return max(AUTO_MIN_BYTES, min(AUTO_MAX_BYTES, memory // 16))
 
 Owner = Hashable
 _Entry = tuple[np.ndarray, np.ndarray, int]
