@@ -77,6 +77,7 @@ def auto_chunk_cache_bytes(memory: int | None = None) -> int:
         return DEFAULT_CHUNK_CACHE_BYTES
     return max(AUTO_MIN_BYTES, min(AUTO_MAX_BYTES, memory // 16))
 
+
 Owner = Hashable
 _Entry = tuple[np.ndarray, np.ndarray, int]
 
