@@ -109,20 +109,8 @@ def span_ids(span: Any) -> tuple[str | None, str | None]:
 
 def current_trace_ids() -> tuple[str | None, str | None]:
     """Return ``(trace_id, span_id)`` of the active OpenTelemetry span, hex encoded."""
-    # span_ids(current_span()), inlined: it runs for every log record.
-    lookup = _active_span
-    if lookup is None:
-        if "opentelemetry.trace" not in sys.modules:
-            return None, None
-        span = current_span()
-    else:
-        span = lookup()
-    if span is None:
-        return None, None
-    ctx = span.get_span_context()
-    if not ctx.is_valid:
-        return None, None
-    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+    lookup = _active_span  # set after the first lookup: skip current_span's checks
+    return span_ids(lookup() if lookup is not None else current_span())
 
 
 def _default(obj: Any) -> Any:
