@@ -824,15 +824,20 @@ class BlockQuerier:
             return []
         parts = [block._chunk(c) for c in wanted.tolist()]
         arena = block.arena_of(parts) if wanted.size == touched.size else None
+        # Every chosen series lies wholly in the range: no time cut (and every
+        # touched chunk overlaps the range, so all of them are wanted).
+        whole = bool(((idx.series_mint[ids] >= mint) & (idx.series_maxt[ids] <= maxt)).all())
         if arena is not None:
             # Every chunk of every run is in the arena: the block's own positions
             # index it, nothing is copied.
             ts, vs = arena
             fa, fb = lo, hi
+        elif whole and len(bands) > 1 and m > _JOIN_BATCH and wanted.size == touched.size:
+            return self._join_from_chunks(ids, lo, hi, wanted, parts, len(bands))
         else:
             fa, fb, ts, vs = self._concatenated(parts, wanted, lo, hi)
-        if bool(((idx.series_mint[ids] >= mint) & (idx.series_maxt[ids] <= maxt)).all()):
-            i0, i1 = fa, fb  # every chosen series lies wholly in the range
+        if whole:
+            i0, i1 = fa, fb
         else:
             i0, i1 = self._cut(ts, fa, fb, mint, maxt)
         labels = idx.labels
@@ -882,6 +887,68 @@ class BlockQuerier:
             np.take(vs, gather, out=out_v[offsets[a] : offsets[b]])
         out_t.flags.writeable = False
         out_v.flags.writeable = False
+        return FlatSeries([labels(sid) for sid in ids[present].tolist()], out_t, out_v, offsets)
+
+    def _join_from_chunks(
+        self,
+        ids: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        chunks: np.ndarray,
+        parts: list[tuple[np.ndarray, np.ndarray]],
+        num_bands: int,
+    ) -> FlatSeries | list[SeriesData]:
+        """`_join_bands` for whole runs [lo, hi) (block positions, band-major) when the
+        chunks are not side by side in an arena: a batch of series at a time, only
+        the chunks holding that batch's runs are put together, so the temporaries
+        stay a batch's size instead of the whole selection's (a long range over a
+        large block would otherwise copy every sample twice)."""
+        m = ids.size
+        lo2, hi2 = lo.reshape(num_bands, m), hi.reshape(num_bands, m)
+        per_series = (hi2 - lo2).sum(axis=0)
+        present = np.flatnonzero(per_series > 0)
+        if present.size == 0:
+            return []
+        offsets = np.zeros(present.size + 1, dtype=np.int64)
+        np.cumsum(per_series[present], out=offsets[1:])
+        out_t = np.empty(int(offsets[-1]), dtype=np.int64)
+        out_v = np.empty(int(offsets[-1]), dtype=np.float64)
+        first_of = self._block._chunk_start_list
+        for a in range(0, present.size, _JOIN_BATCH):
+            b = min(present.size, a + _JOIN_BATCH)
+            cols = present[a:b]
+            blo, bhi = lo2[:, cols], hi2[:, cols]
+            # Within a band, runs ascend with the series: the batch's runs there
+            # lie between its first non-empty run's start and its last one's end.
+            ranges = []
+            for band in range(num_bands):
+                some = np.flatnonzero(bhi[band] > blo[band])
+                if some.size:
+                    p0, p1 = int(blo[band, some[0]]), int(bhi[band, some[-1]])
+                    c0 = bisect.bisect_right(first_of, p0) - 1
+                    c1 = bisect.bisect_right(first_of, p1 - 1) - 1
+                    ranges.append(np.arange(c0, c1 + 1, dtype=np.int64))
+            # Chunks in between that hold only series not chosen were never read
+            # (not in `chunks`); none of the batch's samples are in them.
+            sub = np.unique(np.concatenate(ranges))
+            picked = np.searchsorted(chunks, sub)
+            inside = picked < chunks.size
+            inside[inside] = chunks[picked[inside]] == sub[inside]
+            sub, picked = sub[inside], picked[inside]
+            fa, fb, ts, vs = self._concatenated(
+                [parts[i] for i in picked.tolist()], sub, blo.ravel(), bhi.ravel()
+            )
+            # Series-major: each series' runs band after band.
+            seg_len = (fb - fa).reshape(num_bands, b - a).T.ravel()
+            seg_start = fa.reshape(num_bands, b - a).T.ravel()
+            total = int(offsets[b] - offsets[a])
+            gather = np.repeat(seg_start - (np.cumsum(seg_len) - seg_len), seg_len)
+            gather += np.arange(total, dtype=np.int64)
+            np.take(ts, gather, out=out_t[offsets[a] : offsets[b]])
+            np.take(vs, gather, out=out_v[offsets[a] : offsets[b]])
+        out_t.flags.writeable = False
+        out_v.flags.writeable = False
+        labels = self._block.index.labels
         return FlatSeries([labels(sid) for sid in ids[present].tolist()], out_t, out_v, offsets)
 
     def _concatenated(
