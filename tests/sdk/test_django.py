@@ -76,6 +76,29 @@ def call(
     return got["status"], got["headers"], body
 
 
+def sample_reader(reg: CollectorRegistry) -> Any:
+    """value(name, **labels): a sample of `reg`, 0 when absent."""
+
+    def value(name: str, **labels: str) -> float:
+        return reg.get_sample_value(name, labels) or 0.0
+
+    return value
+
+
+def assert_errors_counted(value: Any) -> None:
+    """The one /api/boom/ (500, ZeroDivisionError) and one unmatched 404 each test
+    sends are counted, and nothing is left in progress."""
+    assert value("http_requests_total", method="GET", route="/api/boom/", status="500") == 1
+    assert value("http_requests_total", method="GET", route="<unmatched>", status="404") == 1
+    assert (
+        value(
+            "http_exceptions_total", method="GET", route="/api/boom/", exception="ZeroDivisionError"
+        )
+        == 1
+    )
+    assert value("http_requests_in_progress", method="GET") == 0
+
+
 def test_django_routes_exceptions_request_ids_and_access_log(django_app: Any) -> None:
     reg = CollectorRegistry()
     stream = io.StringIO()
@@ -90,28 +113,19 @@ def test_django_routes_exceptions_request_ids_and_access_log(django_app: Any) ->
     assert call(app, "/nowhere/")[0].startswith("404")
     assert call(app, "/archive/2024/")[0].startswith("200")
 
-    def value(name: str, **labels: str) -> float:
-        return reg.get_sample_value(name, labels) or 0.0
+    value = sample_reader(reg)
 
     assert (
         value("http_requests_total", method="GET", route="/api/items/<int:item_id>/", status="200")
         == 2
     )
-    assert value("http_requests_total", method="GET", route="/api/boom/", status="500") == 1
-    assert value("http_requests_total", method="GET", route="<unmatched>", status="404") == 1
+    assert_errors_counted(value)
     assert (
         value(
             "http_requests_total", method="GET", route="/^archive/(?P<y>[0-9]{4})/$", status="200"
         )
         == 1
     )
-    assert (
-        value(
-            "http_exceptions_total", method="GET", route="/api/boom/", exception="ZeroDivisionError"
-        )
-        == 1
-    )
-    assert value("http_requests_in_progress", method="GET") == 0
     status, _, body = call(app, "/metrics")
     assert status.startswith("200") and b'route="/api/items/<int:item_id>/"' in body
     log.close()
@@ -158,21 +172,12 @@ def test_django_asgi_routes_exceptions_and_request_ids(django_app: Any) -> None:
     assert async_view.json()["rid"] == async_view.headers["x-request-id"]
     assert boom_.status_code == 500 and missing.status_code == 404
 
-    def value(name: str, **labels: str) -> float:
-        return reg.get_sample_value(name, labels) or 0.0
+    value = sample_reader(reg)
 
     ok = {"method": "GET", "status": "200"}
     assert value("http_requests_total", route="/api/items/<int:item_id>/", **ok) == 1
     assert value("http_requests_total", route="/api/aitems/<int:item_id>/", **ok) == 1
-    assert value("http_requests_total", method="GET", route="/api/boom/", status="500") == 1
-    assert value("http_requests_total", method="GET", route="<unmatched>", status="404") == 1
-    assert (
-        value(
-            "http_exceptions_total", method="GET", route="/api/boom/", exception="ZeroDivisionError"
-        )
-        == 1
-    )
-    assert value("http_requests_in_progress", method="GET") == 0
+    assert_errors_counted(value)
     assert b'route="/api/aitems/<int:item_id>/"' in metrics.content
     log.close()
     lines = [json.loads(x) for x in stream.getvalue().splitlines()]

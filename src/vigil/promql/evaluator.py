@@ -28,7 +28,9 @@ from vigil.promql.eval_types import (
     count_le,
 )
 from vigil.promql.parser import ast
-from vigil.storage.interface import Queryable, SelectHints, SeriesData, SeriesList
+from vigil.storage.interface import Queryable, SelectHints, SeriesData
+from vigil.storage.interface import concat_runs as _concat_runs
+from vigil.storage.interface import flat_samples as _flat_samples
 
 
 @dataclass
@@ -90,31 +92,6 @@ def unwrap(node: ast.Expr) -> ast.Expr:
     while isinstance(node, ast.ParenExpr):
         node = node.expr
     return node
-
-
-def _flat_samples(series: list[SeriesData]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All series' samples back to back, and the offsets of each: as the store
-    returned them when it says they already are (`SeriesList`), else concatenated."""
-    if isinstance(series, SeriesList) and len(series.offsets) == len(series) + 1:
-        return (
-            series.flat_timestamps.astype(np.int64, copy=False),
-            series.flat_values.astype(np.float64, copy=False),
-            series.offsets,
-        )
-    return _concat_runs([s.timestamps for s in series], [s.values for s in series])
-
-
-def _concat_runs(
-    tss: list[np.ndarray], vss: list[np.ndarray]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`tss`/`vss` back to back (int64, float64) and the offsets of each run."""
-    offsets = np.zeros(len(tss) + 1, dtype=np.int64)
-    if not tss:
-        return np.zeros(0, dtype=np.int64), np.zeros(0), offsets
-    np.cumsum([len(t) for t in tss], out=offsets[1:])
-    ts = np.concatenate(tss).astype(np.int64, copy=False)
-    vs = np.concatenate(vss).astype(np.float64, copy=False)
-    return ts, vs, offsets
 
 
 class Evaluator:

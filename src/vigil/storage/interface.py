@@ -120,6 +120,31 @@ class FlatSeries:
         return SeriesList(rows, ts, vs, self.offsets)
 
 
+def flat_samples(series: list[SeriesData]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All series' samples back to back, and the offsets of each: as the store
+    returned them when it says they already are (`SeriesList`), else concatenated."""
+    if isinstance(series, SeriesList) and len(series.offsets) == len(series) + 1:
+        return (
+            series.flat_timestamps.astype(np.int64, copy=False),
+            series.flat_values.astype(np.float64, copy=False),
+            series.offsets,
+        )
+    return concat_runs([s.timestamps for s in series], [s.values for s in series])
+
+
+def concat_runs(
+    tss: list[np.ndarray], vss: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`tss`/`vss` back to back (int64, float64) and the offsets of each run."""
+    offsets = np.zeros(len(tss) + 1, dtype=np.int64)
+    if not tss:
+        return np.zeros(0, dtype=np.int64), np.zeros(0), offsets
+    np.cumsum([len(t) for t in tss], out=offsets[1:])
+    ts = np.concatenate(tss).astype(np.int64, copy=False)
+    vs = np.concatenate(vss).astype(np.float64, copy=False)
+    return ts, vs, offsets
+
+
 @dataclass(frozen=True, slots=True)
 class SelectHints:
     """What the caller will do with the data; an implementation may use it to prune."""

@@ -23,7 +23,14 @@ import numpy as np
 
 from vigil.model.labels import Labels
 from vigil.model.matchers import Matcher
-from vigil.storage.interface import FlatSeries, Querier, SelectHints, SeriesData, SeriesList
+from vigil.storage.interface import (
+    FlatSeries,
+    Querier,
+    SelectHints,
+    SeriesData,
+    SeriesList,
+    flat_samples,
+)
 
 # Rows per batch when copying a source into the merged arrays: bounds the index
 # temporaries (two int64 per sample of the batch).
@@ -80,14 +87,7 @@ def _as_flat(result: Answer) -> tuple[list[Labels], np.ndarray, np.ndarray, np.n
     concatenated."""
     if isinstance(result, FlatSeries):
         return result.labels, result.timestamps, result.values, result.offsets
-    labels = [s.labels for s in result]
-    if isinstance(result, SeriesList) and len(result.offsets) == len(result) + 1:
-        return labels, result.flat_timestamps, result.flat_values, result.offsets
-    offsets = np.zeros(len(result) + 1, dtype=np.int64)
-    np.cumsum([s.timestamps.size for s in result], out=offsets[1:])
-    ts = np.concatenate([s.timestamps for s in result])
-    vs = np.concatenate([s.values for s in result])
-    return labels, ts, vs, offsets
+    return ([s.labels for s in result], *flat_samples(result))
 
 
 def _union(label_lists: list[list[Labels]]) -> tuple[list[Labels], list[np.ndarray | None]]:
